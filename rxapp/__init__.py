@@ -1,0 +1,1 @@
+"""The Reflex web app: the live progress page and the HTTP API."""

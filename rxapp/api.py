@@ -1,0 +1,143 @@
+"""The HTTP API on the Reflex backend: submit, read and cancel jobs by id.
+
+Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 413 for one that is too
+large, 422 for a bad `n`, 404 for an unknown or malformed id, 503 when Redis or Kafka is down.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from settings import get_settings
+from tasks import service
+from tasks.clients import clients
+from tasks.joblog import JobLogError
+from tasks.model import InvalidInput, JobNotFound, JobStatus
+
+
+class Job(BaseModel):
+    """A job's latest state."""
+
+    job_id: str
+    status: JobStatus
+    step: int
+    total: int
+    ts: float = Field(description="Unix time of this state")
+    started_at: float | None = None
+    error: str | None = None
+
+
+class Error(BaseModel):
+    error: str
+
+
+SUBMIT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["n"],
+                "properties": {
+                    "n": {
+                        "description": "Number of steps: a whole number from 1 to MAX_N, or a string of digits",
+                        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*\d+\s*$"}],
+                    }
+                },
+            }
+        }
+    },
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error, "description": text}
+    for code, text in {404: "No such job", 503: "Redis or Kafka unreachable"}.items()
+}
+
+api = FastAPI(title="Jobstream API", version="1.0")
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+@api.exception_handler(JobNotFound)
+async def not_found(_request: Request, _exc: JobNotFound) -> JSONResponse:
+    return error(404, "no such job")
+
+
+@api.exception_handler(InvalidInput)
+async def invalid(_request: Request, exc: InvalidInput) -> JSONResponse:
+    return error(422, str(exc))
+
+
+@api.exception_handler(JobLogError)
+@api.exception_handler(redis.RedisError)
+async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    return error(503, f"a service Jobstream needs is unreachable: {type(exc).__name__}")
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body, within MAX_BODY_BYTES; raises InvalidInput with the reason."""
+    limit = get_settings().max_body_bytes
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"the request body may be at most {limit} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadBody('the body must be JSON, such as {"n": 1000}') from None
+
+
+class BodyTooLarge(ValueError):
+    pass
+
+
+class BadBody(ValueError):
+    pass
+
+
+@api.exception_handler(BodyTooLarge)
+async def too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
+    return error(413, str(exc))
+
+
+@api.exception_handler(BadBody)
+async def bad_body(_request: Request, exc: BadBody) -> JSONResponse:
+    return error(400, str(exc))
+
+
+@api.post(
+    "/api/jobs",
+    status_code=202,
+    response_model=Job,
+    openapi_extra={"requestBody": SUBMIT_BODY},
+    responses={400: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}, 503: ERRORS[503]},
+)
+async def submit(request: Request) -> Job:
+    """Queue a job of `n` steps; answers at once with its id."""
+    body = await read_json(request)
+    if not isinstance(body, dict) or "n" not in body:
+        raise InvalidInput('the body must be a JSON object with "n", such as {"n": 1000}')
+    state = await run_in_threadpool(service.submit_job, body["n"], clients())
+    return Job(**state.to_dict())
+
+
+@api.get("/api/jobs/{job_id}", response_model=Job, responses=ERRORS)
+def get_job(job_id: str) -> Job:
+    """The job's latest state (from Redis, or from its Kafka log when Redis lost it)."""
+    return Job(**service.get_job(job_id, clients()).to_dict())
+
+
+@api.post("/api/jobs/{job_id}/cancel", response_model=Job, responses=ERRORS)
+def cancel_job(job_id: str) -> Job:
+    """Stop the job: a queued one never starts, a running one stops within PROGRESS_INTERVAL_MS."""
+    return Job(**service.cancel_job(job_id, clients()).to_dict())

@@ -1,0 +1,74 @@
+"""One job's card: progress bar, step/total, percent, status, rate and ETA or duration, cancel."""
+
+import reflex as rx
+from reflex.vars.object import ObjectVar
+
+from rxapp.jobview import JobView
+from rxapp.state.jobs import JobsState
+
+STATUS_COLORS = {
+    "queued": "gray",
+    "running": "blue",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "orange",
+}
+
+
+def status_badge(job: ObjectVar[JobView]) -> rx.Component:
+    return rx.badge(
+        job.status,
+        color_scheme=rx.match(job.status, *STATUS_COLORS.items(), "gray"),
+        variant="soft",
+        size="2",
+        custom_attrs={"data-testid": "job-status"},
+    )
+
+
+def job_card(job: ObjectVar[JobView]) -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.code(job.job_id.to(str)[:8], variant="ghost", title=job.job_id),
+                status_badge(job),
+                rx.spacer(),
+                rx.cond(
+                    job.cancellable,
+                    rx.button(
+                        "Cancel",
+                        on_click=JobsState.cancel(job.job_id),
+                        variant="soft",
+                        color_scheme="red",
+                        size="1",
+                        custom_attrs={"data-testid": "job-cancel"},
+                    ),
+                    rx.icon_button(
+                        rx.icon("x", size=14),
+                        on_click=JobsState.dismiss(job.job_id),
+                        variant="ghost",
+                        color_scheme="gray",
+                        size="1",
+                        aria_label="Dismiss",
+                    ),
+                ),
+                align="center",
+                width="100%",
+            ),
+            rx.progress(value=job.percent.to(int), max=100, width="100%", size="2"),
+            rx.hstack(
+                rx.text(job.step_text, size="2", weight="medium", custom_attrs={"data-testid": "job-step"}),
+                rx.text(job.percent_text, size="2", color_scheme="gray"),
+                rx.spacer(),
+                rx.text(job.rate_text, size="2", color_scheme="gray"),
+                rx.text(rx.cond(job.cancellable, job.eta_text, job.duration_text), size="2", color_scheme="gray"),
+                width="100%",
+                wrap="wrap",
+                spacing="3",
+            ),
+            rx.cond(job.error != "", rx.text(job.error, size="2", color_scheme="red")),
+            spacing="2",
+            width="100%",
+        ),
+        width="100%",
+        custom_attrs={"data-testid": "job-card", "data-job-id": job.job_id},
+    )

@@ -1,0 +1,40 @@
+"""The page `/`: start a job and watch this browser's jobs live."""
+
+import reflex as rx
+
+from rxapp.components.job_card import job_card
+from rxapp.components.job_form import job_form
+from rxapp.state.jobs import JobsState
+
+
+def header() -> rx.Component:
+    return rx.hstack(
+        rx.vstack(
+            rx.heading("Jobstream", size="7"),
+            rx.text("Long background jobs, watched live.", color_scheme="gray", size="2"),
+            spacing="1",
+        ),
+        rx.spacer(),
+        rx.color_mode.button(),
+        width="100%",
+        align="center",
+    )
+
+
+def index() -> rx.Component:
+    return rx.container(
+        rx.vstack(
+            header(),
+            rx.card(job_form(), width="100%"),
+            rx.cond(
+                JobsState.jobs.length() > 0,
+                rx.vstack(rx.foreach(JobsState.jobs, job_card), spacing="3", width="100%"),
+                rx.text("No jobs yet. Start one above.", color_scheme="gray", size="2"),
+            ),
+            spacing="5",
+            width="100%",
+        ),
+        size="2",
+        padding_x="1em",
+        padding_y="2em",
+    )

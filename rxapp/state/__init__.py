@@ -1,0 +1,1 @@
+"""Page state, one module per feature."""

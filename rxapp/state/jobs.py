@@ -1,0 +1,172 @@
+"""This browser's jobs: submit, cancel, recover from the cookie, and follow them live."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from urllib.parse import unquote
+
+import reflex as rx
+
+from rxapp.hub import RESYNC, hub
+from rxapp.jobview import JobView, is_newer, job_view
+from settings import get_settings
+from tasks import service
+from tasks.clients import clients
+from tasks.joblog import JobLogError
+from tasks.model import InvalidInput, JobNotFound, JobState, is_job_id
+
+COOKIE_NAME = "jobstream_jobs"
+# A page that lost its socket gets this long to come back before its watcher ends.
+RECONNECT_GRACE_S = 15.0
+# A browser cookie holds at most ~4 KB; anything longer is not ours and is not parsed.
+COOKIE_MAX_CHARS = 8192
+
+
+def ids_from_cookie(raw: str, limit: int) -> list[str]:
+    """The well-formed job ids in a cookie value, first `limit` of them, without repeats."""
+    if len(raw) > COOKIE_MAX_CHARS:
+        return []
+    ids: list[str] = []
+    for part in unquote(raw).split(","):
+        job_id = part.strip()
+        if is_job_id(job_id) and job_id not in ids:
+            ids.append(job_id)
+            if len(ids) == limit:
+                break
+    return ids
+
+
+async def fetch_states(job_ids: Iterable[str]) -> dict[str, JobState]:
+    """Current states of these jobs; unknown ones are left out."""
+
+    async def one(job_id: str) -> JobState | None:
+        try:
+            return await asyncio.to_thread(service.get_job, job_id, clients())
+        except JobNotFound:
+            return None
+
+    states = await asyncio.gather(*(one(job_id) for job_id in job_ids))
+    return {state.job_id: state for state in states if state is not None}
+
+
+class JobsState(rx.State):
+    """The jobs of this browser, newest first; the cookie holds the ids of the unfinished ones."""
+
+    jobs: list[JobView] = []
+    error: str = ""
+    job_ids_cookie: str = rx.Cookie("", name=COOKIE_NAME, path="/", max_age=get_settings().retention_s, same_site="lax")
+    # Each new watcher takes the next number; an older one sees it is superseded and ends.
+    _watch_gen: int = 0
+
+    def _unfinished_ids(self) -> set[str]:
+        return {job.job_id for job in self.jobs if job.cancellable}
+
+    def _apply(self, states: Iterable[JobState]) -> None:
+        by_id = {job.job_id: i for i, job in enumerate(self.jobs)}
+        for state in states:
+            i = by_id.get(state.job_id)
+            if i is not None and is_newer(state, self.jobs[i]):
+                self.jobs[i] = job_view(state, self.jobs[i].submitted_at)
+        self._sync_cookie()
+
+    def _sync_cookie(self) -> None:
+        self.job_ids_cookie = ",".join(job.job_id for job in self.jobs if job.cancellable)
+
+    @rx.event
+    async def load_jobs(self):
+        """On page load: recover the jobs named in the cookie; finished ones leave the cookie."""
+        ids = ids_from_cookie(self.job_ids_cookie, get_settings().max_jobs_per_browser)
+        try:
+            states = await fetch_states(ids)
+        except (JobLogError, OSError) as exc:
+            self.error = f"Cannot read jobs right now: {exc}"
+            return None
+        known = {job.job_id for job in self.jobs}
+        new = [job_view(states[job_id]) for job_id in ids if job_id in states and job_id not in known]
+        self.jobs = sorted(self.jobs + new, key=lambda job: job.submitted_at, reverse=True)
+        self._apply(states.values())
+        if self._unfinished_ids():
+            return JobsState.watch
+
+    @rx.event
+    async def submit(self, form_data: dict):
+        """Start a job of N steps; bad input shows a message and creates nothing."""
+        limit = get_settings().max_jobs_per_browser
+        if len(self._unfinished_ids()) >= limit:
+            self.error = f"At most {limit} unfinished jobs per browser: wait for one to finish or cancel one."
+            return None
+        try:
+            state = await asyncio.to_thread(service.submit_job, form_data.get("n"), clients())
+        except InvalidInput as exc:
+            self.error = str(exc).capitalize() + "."
+            return None
+        except Exception as exc:  # noqa: BLE001 - Redis or the Celery broker down: say so, create nothing
+            self.error = f"The job could not be queued: {exc}"
+            return None
+        self.error = ""
+        self.jobs = [job_view(state), *self.jobs]
+        self._sync_cookie()
+        return JobsState.watch
+
+    @rx.event
+    async def cancel(self, job_id: str):
+        if not is_job_id(job_id) or job_id not in self._unfinished_ids():
+            return
+        try:
+            state = await asyncio.to_thread(service.cancel_job, job_id, clients())
+        except JobNotFound:
+            return
+        self._apply([state])
+
+    @rx.event
+    def dismiss(self, job_id: str):
+        """Remove a finished job's card."""
+        self.jobs = [job for job in self.jobs if job.job_id != job_id or job.cancellable]
+
+    @rx.event(background=True)
+    async def watch(self):
+        """Follow this browser's unfinished jobs until they finish or the page goes away."""
+        token = self.router.session.client_token
+        async with self:
+            self._watch_gen += 1
+            generation = self._watch_gen
+            job_ids = self._unfinished_ids()
+        sub = hub.subscription()
+        gone_since: float | None = None
+        try:
+            await sub.follow(job_ids)
+            # Subscribed first, read second: nothing published in between is missed.
+            updates: list[JobState | None] = [RESYNC]
+            while True:
+                states: list[JobState] = [u for u in updates if u is not RESYNC]
+                if RESYNC in updates:
+                    states += (await fetch_states(sub.job_ids)).values()
+                async with self:
+                    if self._watch_gen != generation:
+                        return None
+                    if states:
+                        self._apply(states)
+                    still_running = self._unfinished_ids()
+                if not still_running:
+                    return None
+                await sub.unfollow(sub.job_ids - still_running)
+                if hub.is_connected(token):
+                    gone_since = None
+                elif gone_since is None:
+                    gone_since = time.monotonic()
+                elif time.monotonic() - gone_since > RECONNECT_GRACE_S:
+                    return None
+                try:
+                    first = await asyncio.wait_for(sub.queue.get(), timeout=1.0)
+                except TimeoutError:
+                    updates = []
+                else:
+                    # Everything that queued up while the last update was applied goes out as one.
+                    updates = [first, *sub.drain()]
+        except (JobLogError, OSError):
+            await asyncio.sleep(1)
+            return JobsState.watch
+        finally:
+            await sub.close()

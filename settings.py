@@ -1,0 +1,165 @@
+"""All of Jobstream's configuration: environment variables with defaults, validated once.
+
+Every other module asks `get_settings()`; nothing else reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value Jobstream cannot use."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one environment variable becomes one field: its default and its meaning."""
+
+    default: str
+    meaning: str
+
+
+# The table the README shows is generated from here, so the docs cannot drift from the code.
+SETTINGS: dict[str, Setting] = {
+    "REDIS_URL": Setting("redis://127.0.0.1:6379/0", "Redis for progress, snapshots and Celery's broker"),
+    "KAFKA_BOOTSTRAP_SERVERS": Setting("127.0.0.1:9092", "Kafka bootstrap servers (host:port, comma separated)"),
+    "KAFKA_TOPIC_PREFIX": Setting("job-", "Prefix of each job's topic; the topic is <prefix><job_id>"),
+    "KAFKA_REPLICATION_FACTOR": Setting("1", "Replication factor of job topics"),
+    "FRONTEND_PORT": Setting("3000", "Port of the web page"),
+    "BACKEND_PORT": Setting("8000", "Port of the Reflex backend: WebSocket and HTTP API"),
+    "API_URL": Setting(
+        "", "Public URL of the backend as the browser sees it (default http://localhost:<BACKEND_PORT>)"
+    ),
+    "MAX_N": Setting("10000000", "Largest number of steps a job may have"),
+    "STEP_DELAY_MS": Setting("5", "Work per step of the demo job, in milliseconds (0: none)"),
+    "PROGRESS_INTERVAL_MS": Setting("50", "At most one progress message per job per this many milliseconds"),
+    "JOB_RETENTION_HOURS": Setting("168", "Finished jobs' topics and snapshots are deleted after this many hours"),
+    "BROKER_WAIT_S": Setting("30", "How long a job waits for an unreachable Kafka before it fails"),
+    "MAX_JOBS_PER_BROWSER": Setting("20", "Most unfinished jobs one browser may hold"),
+    "MAX_BODY_BYTES": Setting("4096", "Largest HTTP API request body"),
+    "WORKER_CONCURRENCY": Setting("2", "Celery worker processes"),
+    "RUN_DIR": Setting(".run", "Folder (git-ignored) for embedded services' data and the launch's logs"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration; build it with `load_settings`."""
+
+    redis_url: str
+    kafka_bootstrap_servers: str
+    kafka_topic_prefix: str
+    kafka_replication_factor: int
+    frontend_port: int
+    backend_port: int
+    api_url: str
+    max_n: int
+    step_delay_ms: float
+    progress_interval_ms: float
+    job_retention_hours: float
+    broker_wait_s: float
+    max_jobs_per_browser: int
+    max_body_bytes: int
+    worker_concurrency: int
+    run_dir: Path
+
+    @property
+    def progress_interval_s(self) -> float:
+        return self.progress_interval_ms / 1000
+
+    @property
+    def retention_s(self) -> int:
+        return int(self.job_retention_hours * 3600)
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _redis_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise SettingsError(f"{name} must look like redis://host:port/db, got {raw!r}")
+    return raw
+
+
+def _bootstrap(name: str, raw: str) -> str:
+    for server in raw.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"{name} must be host:port[,host:port...], got {raw!r}")
+    return raw
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _topic_prefix(name: str, raw: str) -> str:
+    # Kafka topic names allow [a-zA-Z0-9._-]; a job id adds 36 characters to the prefix.
+    if not raw or len(raw) > 200 or not all(c.isascii() and (c.isalnum() or c in "._-") for c in raw):
+        raise SettingsError(f"{name} may hold only letters, digits, '.', '_' and '-', got {raw!r}")
+    return raw
+
+
+PORT = (1, 65535)
+PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "REDIS_URL": _redis_url,
+    "KAFKA_BOOTSTRAP_SERVERS": _bootstrap,
+    "KAFKA_TOPIC_PREFIX": _topic_prefix,
+    "KAFKA_REPLICATION_FACTOR": lambda n, r: _int(n, r, 1, 32),
+    "FRONTEND_PORT": lambda n, r: _int(n, r, *PORT),
+    "BACKEND_PORT": lambda n, r: _int(n, r, *PORT),
+    "API_URL": _text,
+    "MAX_N": lambda n, r: _int(n, r, 1, 10**12),
+    "STEP_DELAY_MS": lambda n, r: _float(n, r, 0, 3_600_000),
+    "PROGRESS_INTERVAL_MS": lambda n, r: _float(n, r, 1, 60_000),
+    "JOB_RETENTION_HOURS": lambda n, r: _float(n, r, 0, 24 * 365 * 10),
+    "BROKER_WAIT_S": lambda n, r: _float(n, r, 0, 3600),
+    "MAX_JOBS_PER_BROWSER": lambda n, r: _int(n, r, 1, 1000),
+    "MAX_BODY_BYTES": lambda n, r: _int(n, r, 64, 10**7),
+    "WORKER_CONCURRENCY": lambda n, r: _int(n, r, 1, 256),
+    "RUN_DIR": lambda n, r: PROJECT_ROOT / r,
+}
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build validated settings from an environment mapping; raise SettingsError naming the bad one."""
+    values = {
+        name.lower(): PARSERS[name](name, environ.get(name, spec.default).strip()) for name, spec in SETTINGS.items()
+    }
+    if not values["api_url"]:
+        values["api_url"] = f"http://localhost:{values['backend_port']}"
+    assert {f.name for f in fields(Settings)} == set(values)
+    return Settings(**values)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return load_settings(os.environ)

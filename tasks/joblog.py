@@ -1,0 +1,231 @@
+"""Each job's Kafka log: one topic per job, a batching writer, and a pooled reader of its last record.
+
+Only the Kafka protocol is used (through confluent-kafka), so it runs on Apache Kafka and on any
+broker that speaks it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from settings import Settings
+from tasks.model import JobNotFound, JobState, check_job_id, is_job_id
+
+
+class JobLogError(RuntimeError):
+    """The job's log could not be written or read: the broker is unreachable or refused it."""
+
+
+def topic_name(settings: Settings, job_id: str) -> str:
+    """The job's own topic; built only from a checked id."""
+    return settings.kafka_topic_prefix + check_job_id(job_id)
+
+
+def job_id_of(settings: Settings, topic: str) -> str | None:
+    """The job id a topic belongs to, or None for a topic that is not a job log."""
+    prefix = settings.kafka_topic_prefix
+    job_id = topic[len(prefix) :] if topic.startswith(prefix) else None
+    return job_id if is_job_id(job_id) else None
+
+
+class JobLogAdmin:
+    """Creates, lists and deletes job topics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.timeout_s = max(settings.broker_wait_s, 1.0)
+        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+
+    def create(self, job_id: str) -> None:
+        """Create the job's topic with one partition (ordering); an existing topic is fine."""
+        topic = NewTopic(
+            topic_name(self.settings, job_id),
+            num_partitions=1,
+            replication_factor=self.settings.kafka_replication_factor,
+        )
+        future = self._admin.create_topics([topic], request_timeout=self.timeout_s)[topic.topic]
+        try:
+            future.result(timeout=self.timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise JobLogError(f"cannot create the job's log topic: {exc.args[0].str()}") from exc
+        except TimeoutError as exc:
+            raise JobLogError("the Kafka broker did not answer in time") from exc
+
+    def job_ids(self) -> list[str]:
+        """Ids of every job that has a topic."""
+        try:
+            metadata = self._admin.list_topics(timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise JobLogError(f"cannot list topics: {exc.args[0].str()}") from exc
+        return [job_id for t in metadata.topics if (job_id := job_id_of(self.settings, t))]
+
+    def delete(self, job_ids: Iterable[str]) -> None:
+        topics = [topic_name(self.settings, job_id) for job_id in job_ids]
+        if not topics:
+            return
+        for topic, future in self._admin.delete_topics(topics, request_timeout=self.timeout_s).items():
+            try:
+                future.result(timeout=self.timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise JobLogError(f"cannot delete {topic}: {exc.args[0].str()}") from exc
+
+
+class JobLogWriter:
+    """Appends records to job topics through one idempotent, batching producer per process.
+
+    Records are queued and sent in batches; `flush` is the only place that waits, so a job that
+    reports success after it has all its records acknowledged by the broker.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._errors: list[str] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 500_000,
+                # An unreachable broker fails the record after this long instead of hanging the job.
+                "message.timeout.ms": int(max(settings.broker_wait_s, 1) * 1000),
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_delivery,
+            }
+        )
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self._errors.append(err.str())
+
+    def begin(self) -> None:
+        """Forget delivery errors of an earlier job run by this process."""
+        self._errors.clear()
+
+    def append(self, topic: str, job_id: str, value: str) -> None:
+        """Queue one record; when the local queue is full, wait for the broker to drain it."""
+        while True:
+            try:
+                self._producer.produce(topic, value, job_id)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+                self.raise_on_error()
+
+    def poll(self) -> None:
+        """Serve delivery reports; call it now and then from the producing loop."""
+        self._producer.poll(0)
+
+    def raise_on_error(self) -> None:
+        if self._errors:
+            error, self._errors = self._errors[0], []
+            raise JobLogError(f"the job's log could not be written: {error}")
+
+    def flush(self) -> None:
+        """Wait until every queued record is acknowledged; raise if any could not be written."""
+        remaining = self._producer.flush(max(self.settings.broker_wait_s, 1.0))
+        self.raise_on_error()
+        if remaining:
+            raise JobLogError(f"{remaining} records were not acknowledged by the Kafka broker in time")
+
+
+class JobLogReader:
+    """Reads job topics with a small pool of long-lived consumers: no group, no consumer per call.
+
+    The last record is found by reading from just before the high watermark until the end of the
+    partition. This stays right on brokers whose high watermark lags behind after batched produce.
+    """
+
+    def __init__(self, settings: Settings, pool_size: int = 4) -> None:
+        self.settings = settings
+        self.timeout_s = max(min(settings.broker_wait_s, 10.0), 1.0)
+        self._pool: queue.LifoQueue[Consumer] = queue.LifoQueue()
+        self._created = 0
+        self._pool_size = pool_size
+        self._lock = threading.Lock()
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                # Required by the client; never joined: partitions are assigned by hand.
+                "group.id": "jobstream-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+                "allow.auto.create.topics": False,
+            }
+        )
+
+    @contextmanager
+    def _consumer(self) -> Iterator[Consumer]:
+        with self._lock:
+            grow = self._pool.empty() and self._created < self._pool_size
+            if grow:
+                self._created += 1
+        consumer = self._new_consumer() if grow else self._pool.get()
+        try:
+            yield consumer
+        finally:
+            consumer.unassign()
+            self._pool.put(consumer)
+
+    def _watermarks(self, consumer: Consumer, topic: str) -> tuple[int, int]:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=self.timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
+                raise JobNotFound("no such job") from exc
+            raise JobLogError(f"cannot read the job's log: {exc.args[0].str()}") from exc
+
+    def _read(self, consumer: Consumer, topic: str, start: int) -> Iterator[JobState]:
+        consumer.assign([TopicPartition(topic, 0, start)])
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if time.monotonic() > deadline:
+                    raise JobLogError("the Kafka broker did not answer in time")
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return
+                raise JobLogError(f"cannot read the job's log: {error.str()}")
+            deadline = time.monotonic() + self.timeout_s
+            value = msg.value()
+            assert value is not None
+            yield JobState.from_json(value)
+
+    def last(self, job_id: str) -> JobState | None:
+        """The job's last record; None when its topic is empty; JobNotFound when it has none."""
+        topic = topic_name(self.settings, job_id)
+        with self._consumer() as consumer:
+            low, high = self._watermarks(consumer, topic)
+            if high <= low:
+                return None
+            last = None
+            for last in self._read(consumer, topic, max(low, high - 1)):  # noqa: B007
+                pass
+            return last
+
+    def records(self, job_id: str) -> list[JobState]:
+        """Every record of the job's log, oldest first."""
+        topic = topic_name(self.settings, job_id)
+        with self._consumer() as consumer:
+            low, high = self._watermarks(consumer, topic)
+            return [] if high <= low else list(self._read(consumer, topic, low))
+
+    def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get().close()

@@ -1,0 +1,20 @@
+"""Celery tasks: thin wrappers that hand their arguments to plain functions."""
+
+from __future__ import annotations
+
+from tasks import runner, service
+from tasks.celery_app import app
+from tasks.clients import clients
+
+
+@app.task(name="tasks.jobs.run_job")
+def run_job(job_id: str, total: int) -> str:
+    """Run job `job_id` of `total` steps; returns its final status."""
+    c = clients()
+    return runner.run_job(job_id, total, c, runner.sleep_step(c.settings.step_delay_ms)).status.value
+
+
+@app.task(name="tasks.jobs.purge_expired_jobs")
+def purge_expired_jobs() -> int:
+    """Delete the logs and snapshots of jobs finished longer ago than the retention."""
+    return len(service.purge_expired_jobs(clients()))

@@ -1,0 +1,101 @@
+"""What a job is: its status, its state record, and the checks every entry point applies."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+# uuid4 only: version nibble 4, variant 8-b. Lower case, as uuid.uuid4() prints it.
+JOB_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class InvalidInput(ValueError):
+    """Input refused before anything was created or queried; the message says what is allowed."""
+
+
+class JobNotFound(LookupError):
+    """No job with this id exists (any more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """One record of a job's log and the latest state of a job: the same shape everywhere."""
+
+    job_id: str
+    step: int
+    total: int
+    status: JobStatus
+    ts: float
+    started_at: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps(data, separators=(",", ":"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobState:
+        data = json.loads(raw)
+        return cls(
+            job_id=data["job_id"],
+            step=int(data["step"]),
+            total=int(data["total"]),
+            status=JobStatus(data["status"]),
+            ts=float(data["ts"]),
+            started_at=data.get("started_at"),
+            error=data.get("error"),
+        )
+
+
+def is_job_id(value: object) -> bool:
+    """True for a lower-case uuid4 string: the only form a job id, topic or key is built from."""
+    return isinstance(value, str) and len(value) == 36 and JOB_ID_RE.fullmatch(value) is not None
+
+
+def check_job_id(value: object) -> str:
+    """Return a well-formed job id or raise JobNotFound: a malformed id names no job."""
+    if not is_job_id(value):
+        raise JobNotFound("no such job")
+    assert isinstance(value, str)
+    return value
+
+
+def parse_n(value: object, max_n: int) -> int:
+    """Accept a whole number 1..max_n (an int, or a string of digits with spaces around it)."""
+    allowed = f"the number of steps must be a whole number from 1 to {max_n:,}"
+    if isinstance(value, bool) or value is None:
+        raise InvalidInput(allowed)
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        text = value.strip()
+        # isdecimal() alone admits non-ASCII digits such as '٣'; a cap on length keeps int() cheap.
+        if not (text.isascii() and text.isdecimal()) or len(text) > 20:
+            raise InvalidInput(allowed)
+        n = int(text)
+    else:
+        raise InvalidInput(allowed)
+    if not 1 <= n <= max_n:
+        raise InvalidInput(allowed)
+    return n

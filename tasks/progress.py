@@ -1,0 +1,162 @@
+"""Job progress in Redis: a snapshot key and a channel per job, a cancel flag and a run lease.
+
+Redis only holds what the job's Kafka log can rebuild (plus the short-lived flag and lease), so
+losing Redis loses no history. Names are built only from checked job ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+
+from settings import Settings
+from tasks.model import JobState, check_job_id
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "jobstream:"
+LEASE_MS = 5_000
+
+
+def snapshot_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}job:{check_job_id(job_id)}"
+
+
+def channel(job_id: str) -> str:
+    return f"{KEY_PREFIX}progress:{check_job_id(job_id)}"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}cancel:{check_job_id(job_id)}"
+
+
+def lease_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}lease:{check_job_id(job_id)}"
+
+
+def job_id_of_channel(name: str) -> str:
+    return name.removeprefix(f"{KEY_PREFIX}progress:")
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A client that fails fast when Redis is down, so a job never waits on progress."""
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+    )
+
+
+def queue_store(pipe: redis.client.Pipeline, settings: Settings, state: JobState) -> None:
+    """Add 'write the snapshot, publish it on the job's channel' to a pipeline."""
+    payload = state.to_json()
+    pipe.set(snapshot_key(state.job_id), payload, ex=settings.retention_s or None)
+    pipe.publish(channel(state.job_id), payload)
+
+
+def store(client: redis.Redis, settings: Settings, state: JobState) -> None:
+    """Write a job's snapshot and publish it, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    queue_store(pipe, settings, state)
+    pipe.execute()
+
+
+def refill(client: redis.Redis, settings: Settings, state: JobState) -> None:
+    """Put back a snapshot rebuilt from Kafka, unless a fresher one arrived meanwhile."""
+    client.set(snapshot_key(state.job_id), state.to_json(), ex=settings.retention_s or None, nx=True)
+
+
+def load(client: redis.Redis, job_id: str) -> JobState | None:
+    raw = client.get(snapshot_key(job_id))
+    return None if raw is None else JobState.from_json(raw)  # type: ignore[arg-type]
+
+
+@dataclass
+class Lease:
+    """Who runs a job: one holder at a time, renewed while it runs, expiring if the holder dies."""
+
+    client: redis.Redis
+    job_id: str
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def acquire(self) -> bool:
+        return bool(self.client.set(lease_key(self.job_id), self.token, nx=True, px=LEASE_MS))
+
+    def wait(self, timeout_s: float) -> bool:
+        """Acquire, waiting up to timeout_s for a holder that died to let its lease expire."""
+        deadline = time.monotonic() + timeout_s
+        while not self.acquire():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def release(self) -> None:
+        # Delete only our own lease: compare and delete in one step.
+        self.client.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+            1,
+            lease_key(self.job_id),
+            self.token,
+        )
+
+
+class ProgressPublisher:
+    """Publishes one job's progress, coalesced: at most one message per interval, always the last.
+
+    Each publish also renews the job's lease and reads its cancel flag, in the same round trip.
+    When Redis is unreachable the job goes on: publishing backs off and resumes when Redis is back.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings, job_id: str, lease: Lease | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.job_id = job_id
+        self.lease = lease
+        self.interval_s = settings.progress_interval_s
+        self.next_due = 0.0
+        self.retry_at = 0.0
+        self.backoff_s = 0.1
+        self.messages = 0
+        self.cancel_requested = False
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_due
+
+    def publish(self, state: JobState, now: float | None = None) -> bool:
+        """Store and publish `state`; return True once the job has been asked to cancel."""
+        now = time.monotonic() if now is None else now
+        self.next_due = now + self.interval_s
+        if now < self.retry_at:
+            return self.cancel_requested
+        try:
+            self._send(state)
+        except redis.RedisError as exc:
+            log.warning("progress of job %s not published (%s); retrying in %.1fs", self.job_id, exc, self.backoff_s)
+            self.retry_at = now + self.backoff_s
+            self.backoff_s = min(self.backoff_s * 2, 5.0)
+        else:
+            self.backoff_s = 0.1
+        return self.cancel_requested
+
+    def publish_final(self, state: JobState, attempts: int = 5) -> None:
+        """The final state must arrive: retry a few times with backoff, then leave it to Kafka."""
+        for attempt in range(attempts):
+            try:
+                self._send(state)
+                return
+            except redis.RedisError as exc:
+                log.warning("final state of job %s not published (%s)", self.job_id, exc)
+                time.sleep(0.2 * 2**attempt)
+
+    def _send(self, state: JobState) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        queue_store(pipe, self.settings, state)
+        pipe.exists(cancel_key(self.job_id))
+        if self.lease is not None:
+            pipe.pexpire(lease_key(self.job_id), LEASE_MS)
+        results = pipe.execute()
+        self.messages += 1
+        self.cancel_requested = self.cancel_requested or bool(results[2])
