@@ -24,9 +24,10 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     beat_schedule={
+        "recover-stalled-jobs": {"task": "tasks.jobs.recover_stalled_jobs", "schedule": 5.0},
         "purge-expired-jobs": {
             "task": "tasks.jobs.purge_expired_jobs",
             "schedule": min(3600.0, max(settings.retention_s / 4, 60.0)),
-        }
+        },
     },
 )

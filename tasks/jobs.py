@@ -18,3 +18,9 @@ def run_job(job_id: str, total: int) -> str:
 def purge_expired_jobs() -> int:
     """Delete the logs and snapshots of jobs finished longer ago than the retention."""
     return len(service.purge_expired_jobs(clients()))
+
+
+@app.task(name="tasks.jobs.recover_stalled_jobs")
+def recover_stalled_jobs() -> int:
+    """Requeue started jobs whose worker died (their lease lapsed)."""
+    return len(service.recover_stalled_jobs(clients()))

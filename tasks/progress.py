@@ -19,7 +19,18 @@ from tasks.model import JobState, check_job_id
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "jobstream:"
-LEASE_MS = 5_000
+# A job's runner renews its lease at every progress publish; a runner that died loses it after
+# this long, and the stalled-job check hands the job to another worker.
+LEASE_MS = 10_000
+# Hash job_id -> total of the jobs a runner has started and not finished.
+RUNNING_KEY = f"{KEY_PREFIX}running"
+# Keep the lease if it is ours (or lapsed and free); report 0 if another runner took it.
+RENEW_LEASE = """
+local holder = redis.call('get', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
+return 1
+"""
 
 
 def snapshot_key(job_id: str) -> str:
@@ -36,6 +47,10 @@ def cancel_key(job_id: str) -> str:
 
 def lease_key(job_id: str) -> str:
     return f"{KEY_PREFIX}lease:{check_job_id(job_id)}"
+
+
+def requeued_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}requeued:{check_job_id(job_id)}"
 
 
 def job_id_of_channel(name: str) -> str:
@@ -103,6 +118,10 @@ class Lease:
         )
 
 
+class LeaseLost(RuntimeError):
+    """Another runner holds this job's lease: this one must stop writing at once."""
+
+
 class ProgressPublisher:
     """Publishes one job's progress, coalesced: at most one message per interval, always the last.
 
@@ -133,6 +152,8 @@ class ProgressPublisher:
             return self.cancel_requested
         try:
             self._send(state)
+        except LeaseLost:
+            raise
         except redis.RedisError as exc:
             log.warning("progress of job %s not published (%s); retrying in %.1fs", self.job_id, exc, self.backoff_s)
             self.retry_at = now + self.backoff_s
@@ -156,7 +177,9 @@ class ProgressPublisher:
         queue_store(pipe, self.settings, state)
         pipe.exists(cancel_key(self.job_id))
         if self.lease is not None:
-            pipe.pexpire(lease_key(self.job_id), LEASE_MS)
+            pipe.eval(RENEW_LEASE, 1, lease_key(self.job_id), self.lease.token, LEASE_MS)
         results = pipe.execute()
         self.messages += 1
         self.cancel_requested = self.cancel_requested or bool(results[2])
+        if self.lease is not None and not results[3]:
+            raise LeaseLost(f"job {self.job_id} is run by another worker now")

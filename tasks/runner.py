@@ -38,8 +38,15 @@ def run_job(job_id: str, total: int, c: Clients, step_work: StepWork) -> JobStat
     if not lease.wait(progress.LEASE_MS / 1000 + 1):
         log.info("job %s is run by another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, total, JobStatus.QUEUED, time.time())
+    c.redis.hset(progress.RUNNING_KEY, job_id, total)
     try:
-        return _run_leased(job_id, total, c, step_work, lease)
+        final = _run_leased(job_id, total, c, step_work, lease)
+    except progress.LeaseLost:
+        log.warning("job %s was handed to another worker; this copy stops", job_id)
+        return progress.load(c.redis, job_id) or JobState(job_id, 0, total, JobStatus.RUNNING, time.time())
+    else:
+        c.redis.hdel(progress.RUNNING_KEY, job_id)
+        return final
     finally:
         lease.release()
 
@@ -98,7 +105,7 @@ def _steps(
                 JobState(job_id, step, total, JobStatus.RUNNING, ts, started_at)
             ):
                 return JobState(job_id, step, total, JobStatus.CANCELLED, now(), started_at)
-    except JobLogError:
+    except (JobLogError, progress.LeaseLost):
         raise
     except Exception as exc:  # the job's own work failed: that is the job's result, not a crash
         log.exception("job %s failed at step %d", job_id, step)

@@ -56,6 +56,26 @@ def cancel_job(job_id: object, c: Clients) -> JobState:
     return state
 
 
+def recover_stalled_jobs(c: Clients) -> list[str]:
+    """Hand back to the queue the started, unfinished jobs whose runner died with its worker.
+
+    A runner renews its job's lease while it runs; a lapsed lease means no one runs the job. The
+    task it gets back resumes after the last step in the job's log (see tasks.runner.run_job).
+    """
+    recovered = []
+    for raw_id, raw_total in c.redis.hgetall(progress.RUNNING_KEY).items():
+        job_id, total = raw_id.decode(), int(raw_total)
+        if c.redis.exists(progress.lease_key(job_id)):
+            continue
+        state = progress.load(c.redis, job_id)
+        if state is not None and state.status.finished:
+            c.redis.hdel(progress.RUNNING_KEY, job_id)
+        elif c.redis.set(progress.requeued_key(job_id), 1, nx=True, ex=progress.LEASE_MS // 1000 * 3):
+            celery_app.send_task("tasks.jobs.run_job", args=(job_id, total), task_id=job_id)
+            recovered.append(job_id)
+    return recovered
+
+
 def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
     """Delete topics and snapshots of jobs that finished more than the retention ago."""
     cutoff = (time.time() if now is None else now) - c.settings.retention_s

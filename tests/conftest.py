@@ -79,13 +79,15 @@ def c(settings: Settings) -> Clients:
 class Worker:
     """A real Celery worker process, started and stopped (or killed) by the test."""
 
-    def __init__(self, name: str, env: dict[str, str], concurrency: int = 2) -> None:
+    def __init__(self, name: str, env: dict[str, str], concurrency: int = 2, beat: bool = False) -> None:
         self.name = f"{name}-{uuid.uuid4().hex[:6]}@test"
         log_dir = get_settings().run_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"worker-{self.name}.log"
         command = [str(VENV_BIN / "celery"), "-A", "tasks.celery_app", "worker", "-E", "-n", self.name]
         command += ["-c", str(concurrency), "--loglevel=INFO", "--without-mingle", "--without-gossip"]
+        if beat:  # Celery beat inside the worker: the periodic stalled-job check runs too
+            command += ["-B", "-s", str(log_dir / f"beat-{self.name}")]
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
                 command,
@@ -109,6 +111,11 @@ class Worker:
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
 
+    def kill_all(self) -> None:
+        """SIGKILL the worker and its pool at once, as when its machine or container dies."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
     def stop(self, timeout_s: float = 30) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -124,8 +131,8 @@ def start_worker() -> Iterator[Callable[..., Worker]]:
     """Start workers for one test; all are stopped at its end."""
     started: list[Worker] = []
 
-    def start(name: str = "w", concurrency: int = 2, **env: str) -> Worker:
-        worker = Worker(name, env, concurrency)
+    def start(name: str = "w", concurrency: int = 2, beat: bool = False, **env: str) -> Worker:
+        worker = Worker(name, env, concurrency, beat)
         started.append(worker)
         return worker
 
@@ -134,12 +141,10 @@ def start_worker() -> Iterator[Callable[..., Worker]]:
         worker.stop()
 
 
-@pytest.fixture(scope="session")
-def worker() -> Iterator[Worker]:
-    """A worker shared by the tests that only need jobs to run."""
-    shared = Worker("shared", {}, concurrency=2)
-    yield shared
-    shared.stop()
+@pytest.fixture
+def worker(start_worker: Callable[..., Worker]) -> Worker:
+    """A fresh worker for this test alone, so no job of an earlier test can reach it."""
+    return start_worker("w")
 
 
 def wait_finished(c: Clients, job_id: str, timeout_s: float = 60) -> JobState:
@@ -201,7 +206,7 @@ class WebApp:
 
 
 @pytest.fixture(scope="session", params=["memory", "redis"])
-def web(request: pytest.FixtureRequest, settings: Settings, worker: Worker) -> Iterator[WebApp]:
+def web(request: pytest.FixtureRequest, settings: Settings) -> Iterator[WebApp]:
     """The Reflex app with each state manager: in memory, and in Redis (REFLEX_REDIS_URL)."""
     env = {}
     if request.param == "redis":

@@ -1,0 +1,106 @@
+"""Pure logic: input rules, id checks, the record format, settings validation, the card's text."""
+
+import json
+import uuid
+
+import pytest
+
+from rxapp.jobview import format_seconds, is_newer, job_view
+from rxapp.state.jobs import ids_from_cookie
+from settings import SETTINGS, SettingsError, load_settings
+from tasks.model import InvalidInput, JobNotFound, JobState, JobStatus, check_job_id, is_job_id, parse_n
+
+MAX_N = 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, 1), (MAX_N, MAX_N), ("42", 42), ("  7 ", 7), ("0007", 7), ("\t1000\n", 1000)],
+)
+def test_parse_n_accepts_whole_numbers_in_range(value: object, expected: int) -> None:
+    assert parse_n(value, MAX_N) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, -1, MAX_N + 1, 10**30, "0", "-5", "+5", "1.5", 1.5, 2.0, "", "   ", "abc", "1e3", "٣", "１２", True, False,
+     None, [], {}, "9" * 25, "1 2", "0x10", float("nan"), float("inf")],
+)  # fmt: skip
+def test_parse_n_refuses_everything_else_with_the_rule(value: object) -> None:
+    with pytest.raises(InvalidInput, match="whole number from 1 to 10,000,000"):
+        parse_n(value, MAX_N)
+
+
+def test_job_ids_are_lower_case_uuid4_only() -> None:
+    job_id = str(uuid.uuid4())
+    assert is_job_id(job_id)
+    assert check_job_id(job_id) == job_id
+    for bad in [job_id.upper(), str(uuid.uuid1()), job_id + "x", job_id[:-1], "", None, 42, "../etc", "a" * 36,
+                f" {job_id}", job_id.replace("-", "")]:  # fmt: skip
+        assert not is_job_id(bad)
+        with pytest.raises(JobNotFound):
+            check_job_id(bad)
+
+
+def test_state_round_trips_through_json_and_leaves_out_empty_fields() -> None:
+    state = JobState(str(uuid.uuid4()), 3, 10, JobStatus.FAILED, 12.5, 10.0, error="boom")
+    assert JobState.from_json(state.to_json()) == state
+    running = JobState(state.job_id, 1, 10, JobStatus.RUNNING, 1.0)
+    assert set(json.loads(running.to_json())) == {"job_id", "step", "total", "status", "ts"}
+
+
+def test_settings_defaults_are_valid_and_documented() -> None:
+    settings = load_settings({})
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.max_n == MAX_N
+    assert settings.api_url == "http://localhost:8000"
+    assert all(spec.meaning for spec in SETTINGS.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_N", "many", "MAX_N must be a whole number"),
+        ("BACKEND_PORT", "70000", "BACKEND_PORT must be between 1 and 65535"),
+        ("REDIS_URL", "http://x", "REDIS_URL must look like redis://"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "nohost", "KAFKA_BOOTSTRAP_SERVERS must be host:port"),
+        ("KAFKA_TOPIC_PREFIX", "job/", "KAFKA_TOPIC_PREFIX may hold only"),
+        ("PROGRESS_INTERVAL_MS", "0", "PROGRESS_INTERVAL_MS must be between"),
+    ],
+)
+def test_bad_settings_name_the_setting(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({name: value})
+
+
+def test_cookie_ids_keep_only_well_formed_ids_up_to_the_limit() -> None:
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    raw = ",".join([ids[0], "garbage", "<script>alert(1)</script>", ids[1], ids[0], *ids[2:]])
+    assert ids_from_cookie(raw, 3) == ids[:3]
+    assert ids_from_cookie("%2C".join(ids), 10) == ids
+    assert ids_from_cookie("x" * 100_000, 10) == []
+    assert ids_from_cookie("", 10) == []
+
+
+def test_card_shows_rate_and_eta_while_running_and_duration_when_done() -> None:
+    job_id = str(uuid.uuid4())
+    running = job_view(JobState(job_id, 250, 1000, JobStatus.RUNNING, ts=110.0, started_at=100.0))
+    assert (running.step_text, running.percent_text, running.rate_text) == ("250/1,000", "25%", "25.0 steps/s")
+    assert running.eta_text == "ETA 30.0 s"
+    assert running.cancellable
+    done = job_view(JobState(job_id, 1000, 1000, JobStatus.SUCCEEDED, ts=140.0, started_at=100.0))
+    assert done.duration_text == "took 40.0 s"
+    assert not done.cancellable
+    assert format_seconds(0.25) == "250 ms"
+    assert format_seconds(3725) == "1 h 02 min"
+
+
+def test_a_card_never_moves_backwards_or_out_of_a_final_state() -> None:
+    job_id = str(uuid.uuid4())
+    at_500 = job_view(JobState(job_id, 500, 1000, JobStatus.RUNNING, 1.0))
+    assert not is_newer(JobState(job_id, 400, 1000, JobStatus.RUNNING, 2.0), at_500)
+    assert is_newer(JobState(job_id, 600, 1000, JobStatus.RUNNING, 2.0), at_500)
+    assert is_newer(JobState(job_id, 500, 1000, JobStatus.CANCELLED, 2.0), at_500)
+    final = job_view(JobState(job_id, 1000, 1000, JobStatus.SUCCEEDED, 3.0))
+    assert not is_newer(JobState(job_id, 1000, 1000, JobStatus.RUNNING, 4.0), final)

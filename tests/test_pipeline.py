@@ -1,0 +1,210 @@
+"""The job pipeline against real Redis, a real Kafka-protocol broker and real Celery workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+from kafka import KafkaConsumer, TopicPartition
+
+from settings import Settings
+from tasks import progress, service
+from tasks.celery_app import app as celery_app
+from tasks.clients import Clients
+from tasks.joblog import topic_name
+from tasks.model import JobNotFound, JobState, JobStatus
+from tests.conftest import Worker, wait_finished, wait_for
+
+
+def read_log(settings: Settings, job_id: str) -> list[dict]:
+    """The job's topic read back with kafka-python: another client implementation than the app's."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=1500
+    )
+    partition = TopicPartition(topic_name(settings, job_id), 0)
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    records = [json.loads(message.value) for message in consumer]
+    consumer.close()
+    return records
+
+
+def assert_complete_log(records: list[dict], job_id: str, total: int, final: str = "succeeded") -> None:
+    """Every step 1..total exactly once, in order, then one final record."""
+    steps = [r["step"] for r in records if r["status"] == "running"]
+    assert steps == list(range(1, total + 1))
+    assert records[-1]["status"] == final
+    assert records[-1]["step"] == total
+    assert all(r["job_id"] == job_id and r["total"] == total for r in records)
+    assert [r["status"] for r in records[:-1]] == ["running"] * total
+
+
+class Subscriber(threading.Thread):
+    """Collects every message published on one job's channel, from before the job starts."""
+
+    def __init__(self, settings: Settings, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.pubsub = redis.Redis.from_url(settings.redis_url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(progress.channel(job_id))
+        self.messages: list[tuple[float, JobState]] = []
+        self.start()
+
+    def run(self) -> None:
+        for message in self.pubsub.listen():
+            state = JobState.from_json(message["data"])
+            self.messages.append((time.monotonic(), state))
+            if state.status.finished:
+                return
+
+
+def submit_watched(c: Clients, n: int) -> tuple[str, Subscriber]:
+    """Submit with a subscriber listening already (the job id is known before the task is sent)."""
+    job_id = str(uuid.uuid4())
+    subscriber = Subscriber(c.settings, job_id)
+    state = JobState(job_id, 0, n, JobStatus.QUEUED, time.time())
+    progress.store(c.redis, c.settings, state)
+    celery_app.send_task("tasks.jobs.run_job", args=(job_id, n), task_id=job_id)
+    return job_id, subscriber
+
+
+def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, settings: Settings, worker: Worker):
+    n = 1000
+    job_id, subscriber = submit_watched(c, n)
+    final = wait_finished(c, job_id)
+    subscriber.join(10)
+
+    assert final.status is JobStatus.SUCCEEDED
+    assert (final.step, final.total) == (n, n)
+    records = read_log(settings, job_id)
+    assert_complete_log(records, job_id, n)
+    # The snapshot is the final record, field for field.
+    assert json.loads(c.redis.get(progress.snapshot_key(job_id)) or b"") == records[-1]
+
+    states = [state for _, state in subscriber.messages]
+    steps = [state.step for state in states]
+    assert steps == sorted(steps), "progress messages arrive in step order"
+    assert states[-1] == final
+    duration = subscriber.messages[-1][0] - subscriber.messages[0][0]
+    allowed = duration / settings.progress_interval_s + 2
+    assert 2 <= len(states) <= allowed, f"{len(states)} messages in {duration:.2f}s (at most {allowed:.0f})"
+
+
+def test_get_job_while_running_and_from_kafka_when_redis_lost_it(c: Clients, worker: Worker):
+    state = service.submit_job(20_000, c)
+    # Well into the run, so the first batches of records have reached the broker.
+    running = wait_for(
+        lambda: (s := service.get_job(state.job_id, c)).status is JobStatus.RUNNING and s.step > 1000 and s,
+        what="the job to run",
+    )
+    assert 0 < running.step < 20_000
+
+    c.redis.delete(progress.snapshot_key(state.job_id))
+    from_kafka = service.get_job(state.job_id, c)
+    assert from_kafka.status is JobStatus.RUNNING
+    assert 0 < from_kafka.step <= 20_000
+    assert c.redis.exists(progress.snapshot_key(state.job_id)), "the snapshot is refilled"
+
+    service.cancel_job(state.job_id, c)
+    final = wait_finished(c, state.job_id)
+    c.redis.delete(progress.snapshot_key(state.job_id))
+    assert service.get_job(state.job_id, c) == final, "a finished job reads back from Kafka exactly"
+
+
+def test_unknown_and_malformed_ids_are_not_found(c: Clients):
+    with pytest.raises(JobNotFound):
+        service.get_job(str(uuid.uuid4()), c)
+    for bad in ["x", "../../etc/passwd", "*", str(uuid.uuid4()).upper(), None, 7]:
+        with pytest.raises(JobNotFound):
+            service.get_job(bad, c)
+        with pytest.raises(JobNotFound):
+            service.cancel_job(bad, c)
+
+
+def test_submit_refuses_bad_input_and_creates_nothing(c: Clients):
+    before = set(c.redis.scan_iter("jobstream:*"))
+    queued = c.redis.llen("celery")
+    for bad in [0, -3, 1.5, "", "abc", 10**12, True, None, "1e3"]:
+        with pytest.raises(ValueError, match="whole number"):
+            service.submit_job(bad, c)
+    assert set(c.redis.scan_iter("jobstream:*")) == before
+    assert c.redis.llen("celery") == queued
+
+
+def test_cancel_a_queued_job_it_never_starts(c: Clients, settings: Settings, start_worker):
+    state = service.submit_job(500, c)  # no worker runs yet: it stays queued
+    cancelled = service.cancel_job(state.job_id, c)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert service.get_job(state.job_id, c).status is JobStatus.CANCELLED
+
+    start_worker()  # picks the job up, sees the flag, runs no step
+    wait_for(lambda: c.reader.last(state.job_id) if _topic_exists(c, state.job_id) else None, what="the log")
+    records = read_log(settings, state.job_id)
+    assert [(r["status"], r["step"]) for r in records] == [("cancelled", 0)]
+
+
+def _topic_exists(c: Clients, job_id: str) -> bool:
+    try:
+        return c.reader.last(job_id) is not None
+    except JobNotFound:
+        return False
+
+
+def test_cancel_a_running_job_stops_within_200ms(c: Clients, settings: Settings, worker: Worker):
+    state = service.submit_job(1_000_000, c)
+    wait_for(lambda: service.get_job(state.job_id, c).step > 50, what="the job to run")
+    asked_at = time.time()
+    service.cancel_job(state.job_id, c)
+    final = wait_finished(c, state.job_id)
+    assert final.status is JobStatus.CANCELLED
+    assert final.ts - asked_at < 0.2, f"stopped {final.ts - asked_at:.3f}s after the request"
+    records = read_log(settings, state.job_id)
+    steps = [r["step"] for r in records if r["status"] == "running"]
+    assert steps == list(range(1, final.step + 1))
+    assert (records[-1]["status"], records[-1]["step"]) == ("cancelled", final.step)
+
+
+def test_a_job_survives_its_worker_being_killed(c: Clients, settings: Settings, start_worker):
+    n = 4000
+    first = start_worker("doomed", concurrency=1)
+    state = service.submit_job(n, c)
+    wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
+    first.kill_all()
+    assert service.get_job(state.job_id, c).step < n
+    # Its message stays unacknowledged in Redis (redelivered only after the visibility timeout);
+    # the stalled-job check, run by beat, sees the lapsed lease and requeues the job.
+    start_worker("second", concurrency=1, beat=True)
+    final = wait_finished(c, state.job_id, timeout_s=120)
+    assert final.status is JobStatus.SUCCEEDED
+    assert_complete_log(read_log(settings, state.job_id), state.job_id, n)
+
+
+def test_a_job_survives_its_pool_process_being_killed(c: Clients, settings: Settings, start_worker):
+    n = 3000
+    w = start_worker("pool", concurrency=1)
+    state = service.submit_job(n, c)
+    wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
+    (child,) = w.pool_pids()
+    os.kill(child, signal.SIGKILL)  # task_reject_on_worker_lost: the parent requeues the task
+    final = wait_finished(c, state.job_id, timeout_s=120)
+    assert final.status is JobStatus.SUCCEEDED
+    assert_complete_log(read_log(settings, state.job_id), state.job_id, n)
+
+
+def test_retention_deletes_old_finished_jobs_and_keeps_recent_ones(c: Clients, settings: Settings, worker: Worker):
+    old = service.submit_job(5, c)
+    old_end = wait_finished(c, old.job_id).ts
+    recent = service.submit_job(5, c)
+    assert wait_finished(c, recent.job_id).ts > old_end
+    # "Now" is just past the old job's end plus the retention: the recent one is within it.
+    purged = service.purge_expired_jobs(c, now=old_end + settings.retention_s + 0.0001)
+    assert old.job_id in purged
+    assert recent.job_id not in purged
+    with pytest.raises(JobNotFound):
+        service.get_job(old.job_id, c)
+    assert service.get_job(recent.job_id, c).status is JobStatus.SUCCEEDED
