@@ -159,6 +159,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     return Settings(**values)
 
 
+def child_env() -> dict[str, str]:
+    """The environment for processes Jobstream starts: this one's, passed on unchanged."""
+    return dict(os.environ)
+
+
 @cache
 def get_settings() -> Settings:
     """The process's settings, read from the environment once."""

@@ -7,6 +7,12 @@ from rxapp.hub import hub
 from rxapp.pages.index import index
 from rxapp.state.jobs import JobsState
 
-app = rx.App(api_transformer=api)
+app = rx.App(
+    api_transformer=api,
+    head_components=[
+        rx.el.meta(name="application-name", content="Jobstream"),
+        rx.el.meta(name="description", content="Jobstream: run long background jobs and watch them live."),
+    ],
+)
 app.add_page(index, route="/", title="Jobstream", on_load=JobsState.load_jobs)
 app.register_lifespan_task(hub.run)

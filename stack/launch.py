@@ -7,6 +7,7 @@ left alone. If one process ends, the launch ends and names it.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from settings import PROJECT_ROOT, Settings, get_settings
+from settings import PROJECT_ROOT, Settings, child_env, get_settings
 from stack.services import ServiceError, plan
 
 STOPPED_BY_LAUNCH = {-15, -9, 143, 137, 130}
@@ -48,6 +49,17 @@ def app_commands(settings: Settings) -> dict[str, str]:
     }
 
 
+def app_env() -> dict[str, str]:
+    """The environment of the app's processes: the venv's tools (node, npm, celery, reflex) first,
+    npm for Reflex (bun cannot always be fetched), and no update checks at start."""
+    env = child_env()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("REFLEX_USE_NPM", "1")
+    env.setdefault("REFLEX_CHECK_LATEST_VERSION", "0")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
 def main() -> int:
     settings = get_settings()
     try:
@@ -62,8 +74,9 @@ def main() -> int:
             print(f"jobstream: reusing the {service.name} that answers at {service.host}:{service.port}")
         else:
             manager.add_process(service.name, shlex.join(service.command), cwd=str(PROJECT_ROOT))
+    env = app_env()
     for name, command in app_commands(settings).items():
-        manager.add_process(name, command, cwd=str(PROJECT_ROOT))
+        manager.add_process(name, command, cwd=str(PROJECT_ROOT), env=env)
     print(f"jobstream: the page will be at http://localhost:{settings.frontend_port} ; logs in {log_dir}")
     manager.loop()
     failed = [

@@ -1,0 +1,131 @@
+"""The production docker-compose.yml: docker-compose accepts it, and it has the deployment's shape.
+
+docker-compose cannot run containers on a machine without a Docker engine, but `config` resolves
+and validates the file offline and prints it normalized (anchors merged, defaults filled in). The
+checks read that output: PyYAML is not a dependency, so they look at each service's block of text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from settings import PROJECT_ROOT
+
+COMPOSE = shutil.which("docker-compose")
+pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose is not installed (`make system-deps`)")
+
+
+def compose(*args: str) -> subprocess.CompletedProcess[str]:
+    assert COMPOSE is not None
+    return subprocess.run(
+        [COMPOSE, "-f", "docker-compose.yml", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def normalized() -> str:
+    result = compose("config")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def top_level(text: str, key: str) -> str:
+    """The lines under a top-level key (`services:`, `volumes:`), up to the next top-level key."""
+    match = re.search(rf"^{key}:\n((?:[ \t]+.*\n|\n)*)", text, re.MULTILINE)
+    assert match, f"no top-level {key!r} in the normalized file"
+    return match.group(1)
+
+
+def service(text: str, name: str) -> str:
+    """One service's block of the normalized file."""
+    services = top_level(text, "services")
+    indent = services[: len(services) - len(services.lstrip(" "))]  # the first service sets the indent
+    match = re.search(rf"^{indent}{re.escape(name)}:\n((?:{indent} +.*\n)*)", services, re.MULTILINE)
+    assert match, f"no service {name!r}"
+    return match.group(1)
+
+
+def named_volumes(text: str) -> set[str]:
+    return set(re.findall(r"^ +([\w.-]+):", top_level(text, "volumes"), re.MULTILINE))
+
+
+def value_list(block: str, key: str) -> list[str]:
+    """A key's value as a list of words: a YAML list of scalars, or one string split like a shell."""
+    match = re.search(rf"^( *){re.escape(key)}:(.*)\n((?:\1 *- .*\n)*)", block, re.MULTILINE)
+    assert match, f"no {key!r} in\n{block}"
+    if match.group(2).strip():
+        return shlex.split(match.group(2).strip())
+    return [item.strip().removeprefix("- ").strip("'\"") for item in match.group(3).splitlines()]
+
+
+def env(block: str, name: str) -> str:
+    match = re.search(rf"^ +{re.escape(name)}: ['\"]?(.*?)['\"]?$", block, re.MULTILINE)
+    assert match, f"{name} is not set in\n{block}"
+    return match.group(1)
+
+
+def mounts_named_volume(text: str, block: str, target: str) -> bool:
+    """Whether the service mounts a top-level named volume at `target` (short or long syntax)."""
+    for name in named_volumes(text):
+        short = rf"^ *- {re.escape(name)}:{re.escape(target)}(:rw)?$"
+        long = rf"source: {re.escape(name)}\n(?:.*\n)*? *target: {re.escape(target)}$"
+        if re.search(short, block, re.MULTILINE) or re.search(long, block, re.MULTILINE):
+            return True
+    return False
+
+
+def test_compose_file_is_valid() -> None:
+    result = compose("config", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "is not set" not in result.stderr, result.stderr
+
+
+def test_kafka_runs_kraft_on_a_pinned_official_image_with_persistent_logs(normalized: str) -> None:
+    kafka = service(normalized, "kafka")
+    assert re.search(r"^ +image: apache/kafka:[34]\.\d+\.\d+$", kafka, re.MULTILINE), kafka
+    assert set(env(kafka, "KAFKA_PROCESS_ROLES").split(",")) == {"broker", "controller"}
+    assert "kafka:9092" in env(kafka, "KAFKA_ADVERTISED_LISTENERS")
+    assert mounts_named_volume(normalized, kafka, env(kafka, "KAFKA_LOG_DIRS")), kafka
+    assert "healthcheck:" in kafka
+
+
+def test_redis_appends_to_a_named_volume(normalized: str) -> None:
+    redis = service(normalized, "redis")
+    command = value_list(redis, "command")
+    assert command[command.index("--appendonly") + 1] == "yes", command
+    assert mounts_named_volume(normalized, redis, "/data"), redis
+    assert "healthcheck:" in redis
+
+
+@pytest.mark.parametrize("name", ["app", "worker", "beat"])
+def test_app_processes_reach_the_services_once_they_are_healthy(normalized: str, name: str) -> None:
+    block = service(normalized, name)
+    assert env(block, "REDIS_URL").startswith("redis://redis:6379/")
+    assert env(block, "KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092"
+    for dependency in ("redis", "kafka"):
+        assert re.search(rf"^ +{dependency}:\n +condition: service_healthy$", block, re.MULTILINE), block
+    assert "restart: unless-stopped" in block
+
+
+def test_app_keeps_reflex_state_in_redis_apart_from_the_jobs(normalized: str) -> None:
+    app = service(normalized, "app")
+    reflex_redis = env(app, "REFLEX_REDIS_URL")
+    assert reflex_redis.startswith("redis://redis:6379/")
+    assert reflex_redis != env(app, "REDIS_URL")
+    assert value_list(app, "command")[:4] == ["reflex", "run", "--env", "prod"]
+
+
+def test_worker_sends_task_events(normalized: str) -> None:
+    command = value_list(service(normalized, "worker"), "command")
+    assert command[:4] == ["celery", "-A", "tasks.celery_app", "worker"], command
+    assert "-E" in command
