@@ -48,7 +48,10 @@ SUBMIT_BODY = {
                 "properties": {
                     "n": {
                         "description": "Number of steps: a whole number from 1 to MAX_N, or a string of digits",
-                        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*\d+\s*$"}],
+                        "oneOf": [
+                            {"type": "integer", "minimum": 1, "maximum": get_settings().max_n},
+                            {"type": "string", "pattern": r"^\s*0*[1-9][0-9]*\s*$"},
+                        ],
                     }
                 },
             }
@@ -93,7 +96,7 @@ async def read_json(request: Request) -> Any:
             raise BodyTooLarge(f"the request body may be at most {limit} bytes")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deep
         raise BadBody('the body must be JSON, such as {"n": 1000}') from None
 
 

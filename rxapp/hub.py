@@ -53,11 +53,20 @@ class Subscription:
             items.append(self.queue.get_nowait())
         return items
 
+    async def next_updates(self, timeout_s: float) -> list[JobState | None]:
+        """The next update and all queued behind it, to be applied as one; [] after timeout_s."""
+        try:
+            first = await asyncio.wait_for(self.queue.get(), timeout=timeout_s)
+        except TimeoutError:
+            return []
+        return [first, *self.drain()]
+
 
 class ProgressHub:
     """The process's progress listener; `run` is registered as a Reflex lifespan task."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.redis_url = redis_url
         self.app: Any = None
         self._subs: dict[str, set[Subscription]] = {}
         self._pubsub: aioredis.client.PubSub | None = None
@@ -111,7 +120,8 @@ class ProgressHub:
     async def run(self, app: Any) -> None:
         """Listen until cancelled (at shutdown), reconnecting with backoff when Redis goes away."""
         self.app = app
-        client = aioredis.Redis.from_url(get_settings().redis_url, socket_connect_timeout=2, health_check_interval=10)
+        url = self.redis_url or get_settings().redis_url
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
         backoff = 0.1
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)

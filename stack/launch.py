@@ -43,7 +43,9 @@ def app_commands(settings: Settings) -> dict[str, str]:
     wait = f"{python} -m stack.services && exec"
     beat_schedule = shlex.quote(str(settings.run_dir / "celerybeat-schedule"))
     return {
-        "worker": f"{wait} {python} -m celery -A tasks.celery_app worker -E --loglevel=INFO",
+        # SIGTERM hands running jobs back to the queue at once (Celery's cold shutdown restores
+        # unacknowledged messages); the next worker resumes them after their last logged step.
+        "worker": f"{wait} env REMAP_SIGTERM=SIGQUIT {python} -m celery -A tasks.celery_app worker -E --loglevel=INFO",
         "beat": f"{wait} {python} -m celery -A tasks.celery_app beat --loglevel=INFO -s {beat_schedule}",
         "web": f"{wait} {python} -m reflex run --loglevel info",
     }

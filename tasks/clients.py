@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 
 import redis
+from celery import Celery
 
 from settings import Settings, get_settings
 from tasks import progress
@@ -26,12 +27,24 @@ class Clients:
         return progress.connect(self.settings)
 
     @cached_property
+    def celery(self) -> Celery:
+        """The Celery app that sends tasks to the broker in these settings."""
+        from tasks.celery_app import app, make_app
+
+        return app if app.conf.broker_url == self.settings.redis_url else make_app(self.settings)
+
+    @cached_property
     def admin(self) -> JobLogAdmin:
         return JobLogAdmin(self.settings)
 
     @cached_property
     def writer(self) -> JobLogWriter:
         return JobLogWriter(self.settings)
+
+    def reset_writer(self) -> None:
+        """Drop the producer after a broker failure; the next job gets a fresh one (a restarted
+        broker may not know the old producer's id, which an idempotent producer cannot survive)."""
+        self.__dict__.pop("writer", None)
 
     @cached_property
     def reader(self) -> JobLogReader:

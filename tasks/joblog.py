@@ -6,7 +6,6 @@ broker that speaks it.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -139,20 +138,33 @@ class JobLogWriter:
             raise JobLogError(f"{remaining} records were not acknowledged by the Kafka broker in time")
 
 
+# A pooled consumer is closed this long after it was made; a topic is deleted only well after.
+CONSUMER_MAX_AGE_S = 30.0
+# How long a read waits for the first record of a partition whose watermarks say it is empty.
+EMPTY_WAIT_S = 0.3
+# How long `last` follows a log that is still being written before it answers with what it has.
+CHASE_S = 0.25
+
+
 class JobLogReader:
     """Reads job topics with a small pool of long-lived consumers: no group, no consumer per call.
 
     The last record is found by reading from just before the high watermark until the end of the
     partition. This stays right on brokers whose high watermark lags behind after batched produce.
+
+    Each consumer is retired after CONSUMER_MAX_AGE_S, even when idle: a consumer that once read
+    a topic must not outlive that topic's deletion by much (some brokers, Tansu among them, send
+    metadata for a deleted topic that crashes librdkafka). Deletion waits longer than that.
     """
 
     def __init__(self, settings: Settings, pool_size: int = 4) -> None:
         self.settings = settings
         self.timeout_s = max(min(settings.broker_wait_s, 10.0), 1.0)
-        self._pool: queue.LifoQueue[Consumer] = queue.LifoQueue()
-        self._created = 0
         self._pool_size = pool_size
-        self._lock = threading.Lock()
+        self._idle: list[tuple[float, Consumer]] = []
+        self._count = 0
+        self._ready = threading.Condition()
+        self._reaper: threading.Thread | None = None
 
     def _new_consumer(self) -> Consumer:
         return Consumer(
@@ -162,23 +174,58 @@ class JobLogReader:
                 "group.id": "jobstream-reader",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,
+                # Short, so an offset lookup never waits long behind a fetch in flight.
+                "fetch.wait.max.ms": 1,
                 "allow.auto.create.topics": False,
             }
         )
 
     @contextmanager
     def _consumer(self) -> Iterator[Consumer]:
-        with self._lock:
-            grow = self._pool.empty() and self._created < self._pool_size
-            if grow:
-                self._created += 1
-        consumer = self._new_consumer() if grow else self._pool.get()
+        with self._ready:
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap_forever, name="joblog-reaper", daemon=True)
+                self._reaper.start()
+            while not self._idle and self._count >= self._pool_size:
+                self._ready.wait()
+            if self._idle:
+                born, consumer = self._idle.pop()
+            else:
+                self._count += 1
+                born, consumer = time.monotonic(), None
+        if consumer is None:
+            try:
+                consumer = self._new_consumer()
+            except BaseException:
+                self._retire([], uncreated=1)
+                raise
         try:
             yield consumer
         finally:
             consumer.unassign()
-            self._pool.put(consumer)
+            with self._ready:
+                self._idle.append((born, consumer))
+                self._ready.notify()
+
+    def _reap_forever(self) -> None:
+        while True:
+            time.sleep(CONSUMER_MAX_AGE_S / 4)
+            self.reap()
+
+    def reap(self, max_age_s: float = 0.0) -> None:
+        """Close idle consumers older than `max_age_s` (default CONSUMER_MAX_AGE_S)."""
+        cutoff = time.monotonic() - (max_age_s or CONSUMER_MAX_AGE_S)
+        with self._ready:
+            old = [consumer for born, consumer in self._idle if born < cutoff]
+            self._idle = [(born, consumer) for born, consumer in self._idle if born >= cutoff]
+        self._retire(old)
+
+    def _retire(self, consumers: list[Consumer], uncreated: int = 0) -> None:
+        for consumer in consumers:
+            consumer.close()
+        with self._ready:
+            self._count -= len(consumers) + uncreated
+            self._ready.notify_all()
 
     def _watermarks(self, consumer: Consumer, topic: str) -> tuple[int, int]:
         try:
@@ -188,44 +235,63 @@ class JobLogReader:
                 raise JobNotFound("no such job") from exc
             raise JobLogError(f"cannot read the job's log: {exc.args[0].str()}") from exc
 
-    def _read(self, consumer: Consumer, topic: str, start: int) -> Iterator[JobState]:
+    def _values(
+        self, consumer: Consumer, topic: str, watermarks: tuple[int, int], start: int, chase_s: float | None = None
+    ) -> Iterator[bytes]:
+        """Raw record values from `start` to the end of the partition.
+
+        While a job runs, the end moves on as fast as it is read; with `chase_s`, reading stops
+        after that long and the caller takes the newest record seen so far.
+        """
         consumer.assign([TopicPartition(topic, 0, start)])
-        deadline = time.monotonic() + self.timeout_s
+        began = time.monotonic()
+        # An empty partition may never report its end; watermarks that say "empty" and no
+        # record within EMPTY_WAIT_S mean it is.
+        deadline = began + (EMPTY_WAIT_S if watermarks[1] <= watermarks[0] else self.timeout_s)
+        seen = False
         while True:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                if time.monotonic() > deadline:
-                    raise JobLogError("the Kafka broker did not answer in time")
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+            # consume() waits for its full timeout unless the batch fills: keep the timeout short.
+            batch = consumer.consume(10_000, 0.005)
+            if not batch and time.monotonic() > deadline:
+                if not seen and watermarks[1] <= watermarks[0]:
                     return
-                raise JobLogError(f"cannot read the job's log: {error.str()}")
-            deadline = time.monotonic() + self.timeout_s
-            value = msg.value()
-            assert value is not None
-            yield JobState.from_json(value)
+                raise JobLogError("the Kafka broker did not answer in time")
+            for msg in batch:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return
+                    raise JobLogError(f"cannot read the job's log: {error.str()}")
+                value = msg.value()
+                assert value is not None
+                seen = True
+                yield value
+            if batch:
+                deadline = time.monotonic() + self.timeout_s
+            if seen and chase_s is not None and time.monotonic() - began > chase_s:
+                return
 
     def last(self, job_id: str) -> JobState | None:
         """The job's last record; None when its topic is empty; JobNotFound when it has none."""
         topic = topic_name(self.settings, job_id)
         with self._consumer() as consumer:
             low, high = self._watermarks(consumer, topic)
-            if high <= low:
-                return None
+            # Some brokers report a high watermark behind the log's end (or 0) while a producer
+            # is writing; reading on to the end of the partition finds the true last record.
             last = None
-            for last in self._read(consumer, topic, max(low, high - 1)):  # noqa: B007
+            for last in self._values(consumer, topic, (low, high), max(low, high - 1), chase_s=CHASE_S):  # noqa: B007
                 pass
-            return last
+            return None if last is None else JobState.from_json(last)
 
     def records(self, job_id: str) -> list[JobState]:
         """Every record of the job's log, oldest first."""
         topic = topic_name(self.settings, job_id)
         with self._consumer() as consumer:
             low, high = self._watermarks(consumer, topic)
-            return [] if high <= low else list(self._read(consumer, topic, low))
+            return [JobState.from_json(value) for value in self._values(consumer, topic, (low, high), low)]
 
     def close(self) -> None:
-        while not self._pool.empty():
-            self._pool.get().close()
+        """Close every idle consumer now."""
+        with self._ready:
+            idle, self._idle = self._idle, []
+        self._retire([consumer for _, consumer in idle])

@@ -91,7 +91,7 @@ def parse_n(value: object, max_n: int) -> int:
     elif isinstance(value, str):
         text = value.strip()
         # isdecimal() alone admits non-ASCII digits such as '٣'; a cap on length keeps int() cheap.
-        if not (text.isascii() and text.isdecimal()) or len(text) > 20:
+        if not (text.isascii() and text.isdecimal()) or len(text.lstrip("0")) > 20:
             raise InvalidInput(allowed)
         n = int(text)
     else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from settings import Settings
-from tasks.model import JobState, check_job_id
+from tasks.model import JobNotFound, JobState, check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,8 @@ KEY_PREFIX = "jobstream:"
 # A job's runner renews its lease at every progress publish; a runner that died loses it after
 # this long, and the stalled-job check hands the job to another worker.
 LEASE_MS = 10_000
+# Sorted set job_id -> when retention condemned it; its topic is deleted a grace period later.
+PURGING_KEY = f"{KEY_PREFIX}purging"
 # Hash job_id -> total of the jobs a runner has started and not finished.
 RUNNING_KEY = f"{KEY_PREFIX}running"
 # Keep the lease if it is ours (or lapsed and free); report 0 if another runner took it.
@@ -47,6 +49,11 @@ def cancel_key(job_id: str) -> str:
 
 def lease_key(job_id: str) -> str:
     return f"{KEY_PREFIX}lease:{check_job_id(job_id)}"
+
+
+def gone_key(job_id: str) -> str:
+    """Set when retention condemns a job: from then on it is not found, and its log is not read."""
+    return f"{KEY_PREFIX}gone:{check_job_id(job_id)}"
 
 
 def requeued_key(job_id: str) -> str:
@@ -84,8 +91,14 @@ def refill(client: redis.Redis, settings: Settings, state: JobState) -> None:
 
 
 def load(client: redis.Redis, job_id: str) -> JobState | None:
-    raw = client.get(snapshot_key(job_id))
-    return None if raw is None else JobState.from_json(raw)  # type: ignore[arg-type]
+    """The job's snapshot; JobNotFound once retention has condemned the job."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(snapshot_key(job_id))
+    pipe.exists(gone_key(job_id))
+    raw, gone = pipe.execute()
+    if gone:
+        raise JobNotFound("no such job")
+    return None if raw is None else JobState.from_json(raw)
 
 
 @dataclass

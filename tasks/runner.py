@@ -9,6 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
+import redis
+
 from tasks import progress
 from tasks.clients import Clients
 from tasks.joblog import JobLogError, topic_name
@@ -38,7 +40,7 @@ def run_job(job_id: str, total: int, c: Clients, step_work: StepWork) -> JobStat
     if not lease.wait(progress.LEASE_MS / 1000 + 1):
         log.info("job %s is run by another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, total, JobStatus.QUEUED, time.time())
-    c.redis.hset(progress.RUNNING_KEY, job_id, total)
+    c.redis.hset(progress.RUNNING_KEY, job_id, str(total))
     try:
         final = _run_leased(job_id, total, c, step_work, lease)
     except progress.LeaseLost:
@@ -57,7 +59,7 @@ def _run_leased(job_id: str, total: int, c: Clients, step_work: StepWork, lease:
         c.admin.create(job_id)
         last = c.reader.last(job_id)
     except JobLogError as exc:
-        return _fail_without_log(publisher, job_id, total, exc)
+        return _fail_without_log(c, publisher, job_id, total, exc)
     if last is not None and last.status.finished:
         publisher.publish_final(last)
         return last
@@ -69,7 +71,7 @@ def _run_leased(job_id: str, total: int, c: Clients, step_work: StepWork, lease:
         c.writer.append(topic_name(c.settings, job_id), job_id, final.to_json())
         c.writer.flush()
     except JobLogError as exc:
-        return _fail_without_log(publisher, job_id, total, exc)
+        return _fail_without_log(c, publisher, job_id, total, exc)
     publisher.publish_final(final)
     return final
 
@@ -113,9 +115,16 @@ def _steps(
     return JobState(job_id, total, total, JobStatus.SUCCEEDED, now(), started_at)
 
 
-def _fail_without_log(publisher: progress.ProgressPublisher, job_id: str, total: int, exc: JobLogError) -> JobState:
+def _fail_without_log(
+    c: Clients, publisher: progress.ProgressPublisher, job_id: str, total: int, exc: JobLogError
+) -> JobState:
     """Kafka is unreachable: the job fails with the reason in its state, kept in Redis only."""
-    last = progress.load(publisher.client, job_id)
+    log.error("job %s failed: %s", job_id, exc)
+    c.reset_writer()
+    try:
+        last = progress.load(publisher.client, job_id)
+    except redis.RedisError:
+        last = None
     step = last.step if last is not None else 0
     started_at = last.started_at if last is not None else None
     final = JobState(job_id, step, total, JobStatus.FAILED, time.time(), started_at, error=str(exc))

@@ -5,13 +5,22 @@ Synchronous on purpose: the Celery side calls these directly, async callers use 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from typing import cast
+
+import redis
 
 from tasks import progress
-from tasks.celery_app import app as celery_app
 from tasks.clients import Clients
+from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader
 from tasks.model import JobNotFound, JobState, JobStatus, check_job_id, parse_n
+
+log = logging.getLogger(__name__)
+
+# Longer than a pooled consumer lives (CONSUMER_MAX_AGE_S) plus the reaper's period.
+PURGE_GRACE_S = 4 * CONSUMER_MAX_AGE_S
 
 
 def submit_job(n: object, c: Clients) -> JobState:
@@ -19,20 +28,26 @@ def submit_job(n: object, c: Clients) -> JobState:
     total = parse_n(n, c.settings.max_n)
     state = JobState(str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time())
     progress.store(c.redis, c.settings, state)
-    celery_app.send_task("tasks.jobs.run_job", args=(state.job_id, total), task_id=state.job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(state.job_id, total), task_id=state.job_id)
     return state
 
 
 def get_job(job_id: object, c: Clients) -> JobState:
     """The job's latest state: the Redis snapshot, else the last record of its Kafka log."""
     job_id = check_job_id(job_id)
-    state = progress.load(c.redis, job_id)
+    try:
+        state = progress.load(c.redis, job_id)
+    except redis.RedisError:  # Redis is down: the log still knows
+        state, redis_up = None, False
+    else:
+        redis_up = True
     if state is not None:
         return state
     state = c.reader.last(job_id)
     if state is None:
         raise JobNotFound("no such job")
-    progress.refill(c.redis, c.settings, state)
+    if redis_up:
+        progress.refill(c.redis, c.settings, state)
     return state
 
 
@@ -63,7 +78,8 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     task it gets back resumes after the last step in the job's log (see tasks.runner.run_job).
     """
     recovered = []
-    for raw_id, raw_total in c.redis.hgetall(progress.RUNNING_KEY).items():
+    running = cast(dict[bytes, bytes], c.redis.hgetall(progress.RUNNING_KEY))
+    for raw_id, raw_total in running.items():
         job_id, total = raw_id.decode(), int(raw_total)
         if c.redis.exists(progress.lease_key(job_id)):
             continue
@@ -71,24 +87,48 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
         if state is not None and state.status.finished:
             c.redis.hdel(progress.RUNNING_KEY, job_id)
         elif c.redis.set(progress.requeued_key(job_id), 1, nx=True, ex=progress.LEASE_MS // 1000 * 3):
-            celery_app.send_task("tasks.jobs.run_job", args=(job_id, total), task_id=job_id)
+            c.celery.send_task("tasks.jobs.run_job", args=(job_id, total), task_id=job_id)
             recovered.append(job_id)
     return recovered
 
 
 def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
-    """Delete topics and snapshots of jobs that finished more than the retention ago."""
-    cutoff = (time.time() if now is None else now) - c.settings.retention_s
-    expired = []
-    for job_id in c.admin.job_ids():
-        try:
-            last = c.reader.last(job_id)
-        except JobNotFound:
-            continue
-        if last is not None and last.status.finished and last.ts < cutoff:
-            expired.append(job_id)
-    c.admin.delete(expired)
-    keys = [key(job_id) for job_id in expired for key in (progress.snapshot_key, progress.cancel_key)]
-    if keys:
+    """Delete the logs and snapshots of jobs that finished more than the retention ago.
+
+    In two steps: a job is first condemned (it reads as not found from then on, so nobody opens
+    its log), and its topic is deleted on a later run, once every consumer that may have read it
+    has been retired (see JobLogReader). Returns the ids deleted by this run.
+    """
+    now = time.time() if now is None else now
+    scored = cast(list[tuple[bytes, float]], c.redis.zrange(progress.PURGING_KEY, 0, -1, withscores=True))
+    condemned = {raw.decode(): at for raw, at in scored}
+    due = [job_id for job_id, at in condemned.items() if at <= now - PURGE_GRACE_S]
+    reader = JobLogReader(c.settings, pool_size=1)  # closed before anything is deleted
+    try:
+        for job_id in c.admin.job_ids():
+            if job_id in condemned:
+                continue
+            try:
+                last = reader.last(job_id)
+            except JobNotFound:
+                continue
+            except JobLogError as exc:  # one unreadable log must not stop the purge of the others
+                log.warning("retention skipped job %s: %s", job_id, exc)
+                continue
+            if last is not None and last.status.finished and last.ts < now - c.settings.retention_s:
+                _condemn(c, job_id, now)
+    finally:
+        reader.close()
+    if due:
+        c.admin.delete(due)
+        keys = [key(job_id) for job_id in due for key in (progress.snapshot_key, progress.cancel_key)]
         c.redis.delete(*keys)
-    return expired
+        c.redis.zrem(progress.PURGING_KEY, *due)
+    return due
+
+
+def _condemn(c: Clients, job_id: str, now: float) -> None:
+    pipe = c.redis.pipeline(transaction=False)
+    pipe.set(progress.gone_key(job_id), 1, ex=int(PURGE_GRACE_S * 10))
+    pipe.zadd(progress.PURGING_KEY, {job_id: now})
+    pipe.execute()

@@ -7,6 +7,7 @@ needed. Override any of them through the environment.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -38,6 +39,13 @@ from tasks.clients import Clients  # noqa: E402
 from tasks.model import JobState  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_pytest() -> None:
+    """Run in a child before exec: it gets SIGTERM if the test process dies, so none is orphaned."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_for(check: Callable[[], object], timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.02):
@@ -92,10 +100,11 @@ class Worker:
             self.process = subprocess.Popen(
                 command,
                 cwd=PROJECT_ROOT,
-                env={**os.environ, **env},
+                env={**os.environ, "REMAP_SIGTERM": "SIGQUIT", **env},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_pytest,  # noqa: PLW1509 - it only calls prctl
             )
         wait_for(self.ready, 60, f"worker {self.name} (log: {self.log_path})", every_s=0.1)
 
@@ -186,6 +195,7 @@ class WebApp:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_pytest,  # noqa: PLW1509 - it only calls prctl
             )
         wait_for(self.ready, 240, f"the Reflex app (log: {self.log_path})", every_s=0.2)
 

@@ -136,7 +136,8 @@ def stop_launch(process: subprocess.Popen[str]) -> str:
 def descendants(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-e", "-o", "pid=,pgid=,ppid="], check=True, capture_output=True, text=True).stdout
     rows = [tuple(map(int, line.split())) for line in out.splitlines()]
-    found, frontier = set(), {pid}
+    found: set[int] = set()
+    frontier = {pid}
     while frontier:
         frontier = {p for p, _, ppid in rows if ppid in frontier} - found
         found |= frontier

@@ -1,0 +1,150 @@
+"""The services the bench runs against: Redis and the Kafka broker (reused or embedded), and a worker.
+
+Services are planned and started with `stack.services`, as the tests do, on the bench's own
+settings (see `bench.BENCH_ENV`); whatever the bench started, it stops.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import redis
+
+from settings import PROJECT_ROOT, Settings, get_settings
+from stack import services
+from tasks.clients import Clients
+
+VENV_BIN = Path(sys.executable).parent
+
+
+class BenchError(RuntimeError):
+    """The bench could not measure something, or a measurement failed its own check."""
+
+
+def check_redis_db(settings: Settings) -> None:
+    """Refuse database 0, the app's default: the bench empties the database it uses."""
+    db = urlsplit(settings.redis_url).path.lstrip("/") or "0"
+    if db == "0":
+        raise BenchError(f"REDIS_URL={settings.redis_url} is the app's database; the bench empties its database")
+
+
+class BenchStack:
+    """Redis and Kafka for one bench run, the bench's Redis database emptied, and its clients."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        check_redis_db(self.settings)
+        self.planned: list[services.Service] = []
+        self.running: list[services.Running] = []
+        self.clients = Clients(self.settings)
+        self.job_ids: list[str] = []
+
+    def __enter__(self) -> BenchStack:
+        self.planned = services.plan(self.settings)
+        try:
+            for service in self.planned:
+                if service.embedded:
+                    self.running.append(services.start(service, self.settings))
+        except BaseException:
+            self.stop()
+            raise
+        self.flush_redis()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.clients.redis
+
+    def describe(self) -> dict[str, str]:
+        """Which services were reused and which embedded, for the results."""
+        return {s.name: f"{'embedded' if s.embedded else 'reused'} {s.host}:{s.port}" for s in self.planned}
+
+    def flush_redis(self) -> None:
+        """Empty the bench's database: no queued Celery tasks or snapshots of an earlier run."""
+        self.redis.flushdb()
+
+    def new_job_id(self, create_topic: bool = False) -> str:
+        """A fresh job id, remembered so that its topic is cleaned up."""
+        job_id = str(uuid.uuid4())
+        self.job_ids.append(job_id)
+        if create_topic:
+            self.clients.admin.create(job_id)
+        return job_id
+
+    def stop(self) -> None:
+        """Close the clients, delete the bench's topics from a reused broker, stop what was started."""
+        cached = self.clients.__dict__
+        try:
+            # Consumers are closed before their topics are deleted: on Tansu a consumer that has read
+            # a topic crashes (SIGSEGV in librdkafka) once that topic is deleted.
+            if "reader" in cached:
+                cached.pop("reader").close()
+            cached.pop("writer", None)
+            if self.job_ids and not any(r.service.name == "kafka" for r in self.running):
+                self.clients.admin.delete(self.job_ids)
+            self.job_ids.clear()
+        finally:
+            # The Kafka clients go before the broker, so they do not log its disappearance. The
+            # writer's producer holds its delivery callback, a cycle: only the collector frees it.
+            cached.pop("admin", None)
+            gc.collect()
+            for running in reversed(self.running):
+                running.stop()
+            self.running.clear()
+
+
+class Worker:
+    """A real Celery worker process on the bench's settings, started as tests/conftest.py does."""
+
+    def __init__(self, settings: Settings, concurrency: int = 1, timeout_s: float = 60.0) -> None:
+        self.name = f"bench-{uuid.uuid4().hex[:6]}@bench"
+        log_dir = settings.run_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"worker-{self.name}.log"
+        command = [str(VENV_BIN / "celery"), "-A", "tasks.celery_app", "worker", "-E", "-n", self.name]
+        command += ["-c", str(concurrency), "--loglevel=INFO", "--without-mingle", "--without-gossip"]
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=dict(os.environ),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while " ready." not in self.log_path.read_text(errors="replace"):
+            if self.process.poll() is not None:
+                raise BenchError(f"the worker exited with {self.process.returncode}; log: {self.log_path}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"the worker was not ready within {timeout_s:.0f}s; log: {self.log_path}")
+            time.sleep(0.1)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM to the worker's process group (its pool too), SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()

@@ -1,0 +1,199 @@
+"""Faults, for real: workers stopped and killed, Redis and the broker stopped and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from rxapp.hub import RESYNC, ProgressHub
+from settings import Settings, load_settings
+from stack import services
+from tasks import service
+from tasks.clients import Clients
+from tasks.model import JobNotFound, JobState, JobStatus
+from tests.conftest import Worker, wait_finished, wait_for
+from tests.test_pipeline import assert_complete_log, read_log
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Restartable:
+    """A Redis or Kafka broker of the test's own, on a fixed port, that it can stop and start."""
+
+    def __init__(self, service: services.Service, settings: Settings) -> None:
+        self.service, self.settings = service, settings
+        self.running: services.Running | None = None
+
+    def start(self) -> None:
+        self.running = services.start(self.service, self.settings)
+
+    def stop(self) -> None:
+        assert self.running is not None
+        self.running.stop()
+        self.running = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
+    """A Redis that keeps nothing on disk, like the machine's: a restart loses every key."""
+    port = free_port()
+    settings = load_settings({**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "RUN_DIR": str(tmp_path)})
+    command = [services.redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = Restartable(services.Service("redis", "127.0.0.1", port, command), settings)
+    server.start()
+    yield server, settings
+    if server.running:
+        server.stop()
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
+    port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "BROKER_WAIT_S": "3", "RUN_DIR": str(tmp_path)}
+    settings = load_settings(env)
+    server = Restartable(services.plan_kafka(settings), settings)
+    server.start()
+    yield server, settings
+    if server.running:
+        server.stop()
+
+
+def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(c: Clients, settings: Settings, start_worker):
+    n = 4000
+    first = start_worker("leaving", concurrency=1)
+    state = service.submit_job(n, c)
+    wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
+    first.signal(signal.SIGTERM)
+    first.process.wait(30)
+    assert service.get_job(state.job_id, c).step < n, "the job was handed back, not finished by the leaving worker"
+    start_worker("next", concurrency=1)
+    final = wait_finished(c, state.job_id, timeout_s=120)
+    assert final.status is JobStatus.SUCCEEDED
+    assert_complete_log(read_log(settings, state.job_id), state.job_id, n)
+
+
+def test_killed_worker_under_load_loses_no_job_and_repeats_no_step(c: Clients, settings: Settings, start_worker):
+    n = 1500
+    doomed = start_worker("doomed", concurrency=2)
+    jobs = [service.submit_job(n, c) for _ in range(6)]
+    wait_for(lambda: sum(service.get_job(j.job_id, c).step > 200 for j in jobs) >= 2, what="two jobs to run")
+    doomed.kill_all()
+    start_worker("rescuer", concurrency=2, beat=True)
+    for job in jobs:
+        assert wait_finished(c, job.job_id, timeout_s=180).status is JobStatus.SUCCEEDED
+        assert_complete_log(read_log(settings, job.job_id), job.job_id, n)
+
+
+async def _follow_through_restart(hub_url: str, job_id: str, restart: Callable[[], None]) -> list[JobState | None]:
+    """A page's view of the job through the shared listener, while Redis is restarted under it."""
+    hub = ProgressHub(redis_url=hub_url)
+    listener = asyncio.create_task(hub.run(app=None))
+    sub = hub.subscription()
+    await sub.follow({job_id})
+    seen: list[JobState | None] = []
+    restarted = False
+    try:
+        async with asyncio.timeout(90):
+            while not (seen and seen[-1] is not RESYNC and seen[-1].status.finished):
+                seen.append(await sub.queue.get())
+                if not restarted and len(seen) >= 3:
+                    await asyncio.to_thread(restart)
+                    restarted = True
+    finally:
+        listener.cancel()
+    return seen
+
+
+def _topic_last_step(c: Clients, job_id: str) -> int:
+    try:
+        last = c.reader.last(job_id)
+    except JobNotFound:
+        return 0
+    return last.step if last is not None else 0
+
+
+def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker):
+    server, own = own_redis
+    oc = Clients(own)
+    start_worker("r", concurrency=1, REDIS_URL=own.redis_url)
+    n = 4000
+    state = service.submit_job(n, oc)
+    # Running, with its first records in Kafka (a fresh producer's first batch takes a moment).
+    wait_for(lambda: _topic_last_step(oc, state.job_id) > 200, what="the job to run")
+    during: dict[str, int] = {}
+
+    def restart() -> None:
+        server.stop()
+        # Redis is gone: the worker keeps stepping and logging, get_job answers from Kafka.
+        first = _topic_last_step(oc, state.job_id)
+        wait_for(lambda: _topic_last_step(oc, state.job_id) > first + 100, what="steps logged without Redis")
+        during["kafka_step"] = service.get_job(state.job_id, oc).step
+        server.start()
+        during["after_restart"] = service.get_job(state.job_id, oc).step  # the snapshot was lost: from Kafka
+
+    seen = asyncio.run(_follow_through_restart(own.redis_url, state.job_id, restart))
+    assert during["kafka_step"] > 200
+    assert RESYNC in seen, "the listener reconnected and told its page to re-read"
+    final = seen[-1]
+    assert final is not None
+    assert final.status is JobStatus.SUCCEEDED
+    assert final.step == n
+    assert_complete_log(read_log(c.settings, state.job_id), state.job_id, n)
+    assert service.get_job(state.job_id, oc) == final
+
+
+def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_kafka, start_worker, c: Clients):
+    server, own = own_kafka
+    oc = Clients(own)
+    start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
+    server.stop()
+    state = service.submit_job(100, oc)
+    started = time.monotonic()
+    failed = wait_finished(oc, state.job_id, timeout_s=30)
+    assert failed.status is JobStatus.FAILED
+    assert "Kafka" in (failed.error or "") or "broker" in (failed.error or "").lower()
+    assert time.monotonic() - started < 15, "the job waited a bounded time"
+
+    server.start()
+    again = service.submit_job(100, oc)
+    assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
+
+
+def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, start_worker):
+    server, own = own_kafka
+    oc = Clients(own)
+    start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
+    state = service.submit_job(100_000, oc)
+    wait_for(lambda: service.get_job(state.job_id, oc).step > 300, what="the job to run")
+    server.stop()
+    failed = wait_finished(oc, state.job_id, timeout_s=30)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error
+
+    server.start()  # a new, empty broker: the worker's next job must not be stuck on the old producer
+    again = service.submit_job(200, oc)
+    assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
+    assert_complete_log(read_log(own, again.job_id), again.job_id, 200)
+
+
+def test_redis_outage_makes_the_api_answer_from_kafka_not_crash(c: Clients, own_redis, worker: Worker):
+    server, own = own_redis
+    oc = Clients(own)
+    state = service.submit_job(50, c)  # runs on the session's Redis; its log is in the shared broker
+    final = wait_finished(c, state.job_id)
+    server.stop()
+    with pytest.raises(redis.ConnectionError):
+        oc.redis.ping()
+    assert service.get_job(state.job_id, oc) == final
