@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from settings import Settings
+from stack.processes import Child, ProcessError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -131,44 +131,23 @@ def answers(service: Service, settings: Settings) -> bool:
     return kafka_answers(settings.kafka_bootstrap_servers, 1.0)
 
 
-@dataclass
-class Running:
+class Running(Child):
     """An embedded service this process started; `stop()` ends it and nothing else."""
 
-    service: Service
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def __init__(self, service: Service, log_path: Path) -> None:
+        assert service.command is not None
+        super().__init__(service.name, service.command, log_path)
+        self.service = service
 
 
 def start(service: Service, settings: Settings, timeout_s: float = 20.0) -> Running:
     """Start an embedded service, its output in RUN_DIR/logs/<name>-<port>.log, and wait for it."""
-    assert service.command is not None
-    log_dir = settings.run_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{service.name}-{service.port}.log"
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(service.command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    running = Running(service, process, log_path)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise ServiceError(f"{service.name} exited with code {process.returncode}; see {log_path}")
-        return answers(service, settings)
-
+    running = Running(service, settings.run_dir / "logs" / f"{service.name}-{service.port}.log")
     try:
-        wait_until(ready, timeout_s, f"{service.name} (see {log_path})")
-    except BaseException:
+        running.wait_until(lambda: answers(service, settings), timeout_s, f"{service.name} answering")
+    except ProcessError as exc:
         running.stop()
-        raise
+        raise ServiceError(str(exc)) from exc
     return running
 
 

@@ -7,16 +7,11 @@ needed. Override any of them through the environment.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -33,19 +28,11 @@ TEST_ENV = {
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
-from settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
+from settings import Settings, get_settings  # noqa: E402
 from stack import services  # noqa: E402
+from stack.processes import VENV_BIN, Child, celery_worker  # noqa: E402
 from tasks.clients import Clients  # noqa: E402
 from tasks.model import JobState  # noqa: E402
-
-VENV_BIN = Path(sys.executable).parent
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_pytest() -> None:
-    """Run in a child before exec: it gets SIGTERM if the test process dies, so none is orphaned."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_for(check: Callable[[], object], timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.02):
@@ -84,64 +71,19 @@ def c(settings: Settings) -> Clients:
     return Clients(settings)
 
 
-class Worker:
-    """A real Celery worker process, started and stopped (or killed) by the test."""
-
-    def __init__(self, name: str, env: dict[str, str], concurrency: int = 2, beat: bool = False) -> None:
-        self.name = f"{name}-{uuid.uuid4().hex[:6]}@test"
-        log_dir = get_settings().run_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"worker-{self.name}.log"
-        command = [str(VENV_BIN / "celery"), "-A", "tasks.celery_app", "worker", "-E", "-n", self.name]
-        command += ["-c", str(concurrency), "--loglevel=INFO", "--without-mingle", "--without-gossip"]
-        if beat:  # Celery beat inside the worker: the periodic stalled-job check runs too
-            command += ["-B", "-s", str(log_dir / f"beat-{self.name}")]
-        with self.log_path.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                env={**os.environ, "REMAP_SIGTERM": "SIGQUIT", **env},
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_pytest,  # noqa: PLW1509 - it only calls prctl
-            )
-        wait_for(self.ready, 60, f"worker {self.name} (log: {self.log_path})", every_s=0.1)
-
-    def ready(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"worker exited with {self.process.returncode}; log: {self.log_path}")
-        return " ready." in self.log_path.read_text(errors="replace")
-
-    def pool_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], check=False, capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
-
-    def signal(self, signum: int) -> None:
-        os.kill(self.process.pid, signum)
-
-    def kill_all(self) -> None:
-        """SIGKILL the worker and its pool at once, as when its machine or container dies."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self, timeout_s: float = 30) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+def start_test_worker(name: str, env: dict[str, str], concurrency: int = 2, beat: bool = False) -> Child:
+    """A real Celery worker process for a test; it dies with the test session if that dies."""
+    name = f"{name}-{uuid.uuid4().hex[:6]}@test"
+    return celery_worker(name, get_settings().run_dir / "logs", concurrency, env, beat, die_with_parent=True)
 
 
 @pytest.fixture
-def start_worker() -> Iterator[Callable[..., Worker]]:
+def start_worker() -> Iterator[Callable[..., Child]]:
     """Start workers for one test; all are stopped at its end."""
-    started: list[Worker] = []
+    started: list[Child] = []
 
-    def start(name: str = "w", concurrency: int = 2, beat: bool = False, **env: str) -> Worker:
-        worker = Worker(name, env, concurrency, beat)
+    def start(name: str = "w", concurrency: int = 2, beat: bool = False, **env: str) -> Child:
+        worker = start_test_worker(name, env, concurrency, beat)
         started.append(worker)
         return worker
 
@@ -151,7 +93,7 @@ def start_worker() -> Iterator[Callable[..., Worker]]:
 
 
 @pytest.fixture
-def worker(start_worker: Callable[..., Worker]) -> Worker:
+def worker(start_worker: Callable[..., Child]) -> Child:
     """A fresh worker for this test alone, so no job of an earlier test can reach it."""
     return start_worker("w")
 
@@ -180,39 +122,21 @@ class WebApp:
     def __init__(self, settings: Settings, env: dict[str, str]) -> None:
         self.frontend = f"http://localhost:{settings.frontend_port}"
         self.backend = f"http://localhost:{settings.backend_port}"
-        log_dir = settings.run_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / "web.log"
+        self.log_path = settings.run_dir / "logs" / "web.log"
         self.env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **env}
-        self.process: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
 
     def start(self) -> None:
-        with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [str(VENV_BIN / "reflex"), "run", "--loglevel", "info"],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_pytest,  # noqa: PLW1509 - it only calls prctl
-            )
-        wait_for(self.ready, 240, f"the Reflex app (log: {self.log_path})", every_s=0.2)
+        self.child = Child("web", [str(VENV_BIN / "reflex"), "run", "--loglevel", "info"], self.log_path,
+                           self.env, die_with_parent=True)  # fmt: skip
+        self.child.wait_until(self.ready, 240, "the Reflex app serving")
 
     def ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            pytest.fail(f"reflex exited with {self.process.returncode}; log: {self.log_path}")
         return http_ok(self.frontend) and http_ok(f"{self.backend}/ping")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.child is not None:
+            self.child.stop(20)
 
 
 @pytest.fixture(scope="session", params=["memory", "redis"])

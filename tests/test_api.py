@@ -10,8 +10,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from rxapp.api import api
+from stack.processes import Child
 from tasks.clients import Clients
-from tests.conftest import WebApp, Worker, wait_for
+from tests.conftest import WebApp, wait_for
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def test_the_api_on_the_reflex_backend_runs_and_cancels_jobs(web: WebApp, worker: Worker) -> None:
+def test_the_api_on_the_reflex_backend_runs_and_cancels_jobs(web: WebApp, worker: Child) -> None:
     status, job = call("POST", f"{web.backend}/api/jobs", {"n": " 300 "})
     assert (status, job["status"]) == (202, "queued")
     url = f"{web.backend}/api/jobs/{job['job_id']}"

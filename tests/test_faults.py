@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,17 +15,12 @@ import redis
 from rxapp.hub import RESYNC, ProgressHub
 from settings import Settings, load_settings
 from stack import services
+from stack.processes import Child, free_port
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import Worker, wait_finished, wait_for
+from tests.conftest import wait_finished, wait_for
 from tests.test_pipeline import assert_complete_log, read_log
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Restartable:
@@ -89,7 +83,7 @@ def test_killed_worker_under_load_loses_no_job_and_repeats_no_step(c: Clients, s
     doomed = start_worker("doomed", concurrency=2)
     jobs = [service.submit_job(n, c) for _ in range(6)]
     wait_for(lambda: sum(service.get_job(j.job_id, c).step > 200 for j in jobs) >= 2, what="two jobs to run")
-    doomed.kill_all()
+    doomed.kill_group()
     start_worker("rescuer", concurrency=2, beat=True)
     for job in jobs:
         assert wait_finished(c, job.job_id, timeout_s=180).status is JobStatus.SUCCEEDED
@@ -188,7 +182,7 @@ def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, 
     assert_complete_log(read_log(own, again.job_id), again.job_id, 200)
 
 
-def test_redis_outage_makes_the_api_answer_from_kafka_not_crash(c: Clients, own_redis, worker: Worker):
+def test_redis_outage_makes_the_api_answer_from_kafka_not_crash(c: Clients, own_redis, worker: Child):
     server, own = own_redis
     oc = Clients(own)
     state = service.submit_job(50, c)  # runs on the session's Redis; its log is in the shared broker

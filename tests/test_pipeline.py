@@ -14,12 +14,13 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from settings import Settings
+from stack.processes import Child
 from tasks import progress, service
 from tasks.celery_app import app as celery_app
 from tasks.clients import Clients
 from tasks.joblog import topic_name
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import Worker, wait_finished, wait_for
+from tests.conftest import wait_finished, wait_for
 
 
 def read_log(settings: Settings, job_id: str) -> list[dict]:
@@ -73,7 +74,7 @@ def submit_watched(c: Clients, n: int) -> tuple[str, Subscriber]:
     return job_id, subscriber
 
 
-def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, settings: Settings, worker: Worker):
+def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, settings: Settings, worker: Child):
     n = 1000
     job_id, subscriber = submit_watched(c, n)
     final = wait_finished(c, job_id)
@@ -95,7 +96,7 @@ def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, sett
     assert 2 <= len(states) <= allowed, f"{len(states)} messages in {duration:.2f}s (at most {allowed:.0f})"
 
 
-def test_get_job_while_running_and_from_kafka_when_redis_lost_it(c: Clients, worker: Worker):
+def test_get_job_while_running_and_from_kafka_when_redis_lost_it(c: Clients, worker: Child):
     state = service.submit_job(20_000, c)
     # Well into the run, so the first batches of records have reached the broker.
     running = wait_for(
@@ -155,7 +156,7 @@ def _topic_exists(c: Clients, job_id: str) -> bool:
         return False
 
 
-def test_cancel_a_running_job_stops_within_200ms(c: Clients, settings: Settings, worker: Worker):
+def test_cancel_a_running_job_stops_within_200ms(c: Clients, settings: Settings, worker: Child):
     state = service.submit_job(1_000_000, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 50, what="the job to run")
     asked_at = time.time()
@@ -174,7 +175,7 @@ def test_a_job_survives_its_worker_being_killed(c: Clients, settings: Settings, 
     first = start_worker("doomed", concurrency=1)
     state = service.submit_job(n, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
-    first.kill_all()
+    first.kill_group()
     assert service.get_job(state.job_id, c).step < n
     # Its message stays unacknowledged in Redis (redelivered only after the visibility timeout);
     # the stalled-job check, run by beat, sees the lapsed lease and requeues the job.
@@ -189,7 +190,7 @@ def test_a_job_survives_its_pool_process_being_killed(c: Clients, settings: Sett
     w = start_worker("pool", concurrency=1)
     state = service.submit_job(n, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
-    (child,) = w.pool_pids()
+    (child,) = w.children()
     os.kill(child, signal.SIGKILL)  # task_reject_on_worker_lost: the parent requeues the task
     final = wait_finished(c, state.job_id, timeout_s=120)
     assert final.status is JobStatus.SUCCEEDED

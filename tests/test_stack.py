@@ -19,13 +19,8 @@ import redis
 
 from settings import PROJECT_ROOT, Settings, load_settings
 from stack import services
+from stack.processes import free_port
 from tests.conftest import WebApp, http_ok, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_answers(port: int) -> bool:
