@@ -58,7 +58,8 @@ def job_view(state: JobState, submitted_at: float = 0.0) -> JobView:
         percent_text=f"{percent:.0f}%" if percent >= 1 or not percent else f"{percent:.1f}%",
         error=state.error or "",
         cancellable=not state.status.finished,
-        submitted_at=submitted_at or state.ts,
+        # A recovered job's submit time is not kept: when it started comes closest.
+        submitted_at=submitted_at or state.started_at or state.ts,
     )
     if state.status is JobStatus.RUNNING and rate:
         view.rate_text = format_rate(rate)

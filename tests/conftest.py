@@ -123,7 +123,16 @@ class WebApp:
         self.frontend = f"http://localhost:{settings.frontend_port}"
         self.backend = f"http://localhost:{settings.backend_port}"
         self.log_path = settings.run_dir / "logs" / "web.log"
-        self.env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **env}
+        # In dev mode `reflex run` restarts its backend (dropping in-memory state and every
+        # watcher) when any file under the project changes; point its watch at an empty folder.
+        quiet = settings.run_dir / "no-reload"
+        quiet.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            "REFLEX_HOT_RELOAD_OVERRIDE_PATHS": str(quiet),
+            **env,
+        }
         self.child: Child | None = None
 
     def start(self) -> None:

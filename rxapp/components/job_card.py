@@ -15,10 +15,14 @@ STATUS_COLORS = {
 }
 
 
+def status_color(job: ObjectVar[JobView]) -> rx.Var:
+    return rx.match(job.status, *STATUS_COLORS.items(), "gray")
+
+
 def status_badge(job: ObjectVar[JobView]) -> rx.Component:
     return rx.badge(
         job.status,
-        color_scheme=rx.match(job.status, *STATUS_COLORS.items(), "gray"),
+        color_scheme=status_color(job),
         variant="soft",
         size="2",
         custom_attrs={"data-testid": "job-status"},
@@ -54,7 +58,7 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                 align="center",
                 width="100%",
             ),
-            rx.progress(value=job.percent.to(int), max=100, width="100%", size="2"),
+            rx.progress(value=job.percent.to(int), max=100, color_scheme=status_color(job), width="100%", size="2"),
             rx.hstack(
                 rx.text(job.step_text, size="2", weight="medium", custom_attrs={"data-testid": "job-step"}),
                 rx.text(job.percent_text, size="2", color_scheme="gray"),

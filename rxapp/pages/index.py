@@ -15,7 +15,7 @@ def header() -> rx.Component:
             spacing="1",
         ),
         rx.spacer(),
-        rx.color_mode.button(),
+        rx.color_mode.button(aria_label="Switch between light and dark mode", title="Light / dark mode"),
         width="100%",
         align="center",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterable
 from urllib.parse import unquote
@@ -11,13 +12,13 @@ import reflex as rx
 
 from rxapp.hub import RESYNC, hub
 from rxapp.jobview import JobView, is_newer, job_view
+from rxapp.state.cookie import read_cookie, update_cookie
 from settings import get_settings
 from tasks import service
 from tasks.clients import clients
 from tasks.joblog import JobLogError
 from tasks.model import InvalidInput, JobNotFound, JobState, is_job_id
 
-COOKIE_NAME = "jobstream_jobs"
 # A page that lost its socket gets this long to come back before its watcher ends.
 RECONNECT_GRACE_S = 15.0
 # A browser cookie holds at most ~4 KB; anything longer is not ours and is not parsed.
@@ -51,12 +52,28 @@ async def fetch_states(job_ids: Iterable[str]) -> dict[str, JobState]:
     return {state.job_id: state for state in states if state is not None}
 
 
+class PagePresence:
+    """Whether the page a watcher serves is still open, allowing a dropped socket time to return."""
+
+    def __init__(self, client_token: str) -> None:
+        self.client_token = client_token
+        self.gone_since: float | None = None
+
+    def gone(self) -> bool:
+        if hub.is_connected(self.client_token):
+            self.gone_since = None
+            return False
+        now = time.monotonic()
+        if self.gone_since is None:
+            self.gone_since = now
+        return now - self.gone_since > RECONNECT_GRACE_S
+
+
 class JobsState(rx.State):
     """The jobs of this browser, newest first; the cookie holds the ids of the unfinished ones."""
 
     jobs: list[JobView] = []
     error: str = ""
-    job_ids_cookie: str = rx.Cookie("", name=COOKIE_NAME, path="/", max_age=get_settings().retention_s, same_site="lax")
     # Each new watcher takes the next number; an older one sees it is superseded and ends.
     _watch_gen: int = 0
 
@@ -69,15 +86,16 @@ class JobsState(rx.State):
             i = by_id.get(state.job_id)
             if i is not None and is_newer(state, self.jobs[i]):
                 self.jobs[i] = job_view(state, self.jobs[i].submitted_at)
-        self._sync_cookie()
-
-    def _sync_cookie(self) -> None:
-        self.job_ids_cookie = ",".join(job.job_id for job in self.jobs if job.cancellable)
 
     @rx.event
-    async def load_jobs(self):
-        """On page load: recover the jobs named in the cookie; finished ones leave the cookie."""
-        ids = ids_from_cookie(self.job_ids_cookie, get_settings().max_jobs_per_browser)
+    def load_jobs(self):
+        """On page load: read the jobs cookie in the browser and hand it to `recover`."""
+        return read_cookie(JobsState.recover)
+
+    @rx.event
+    async def recover(self, raw: str):
+        """Show the jobs named in the cookie; finished and unknown ones leave the cookie."""
+        ids = ids_from_cookie(raw if isinstance(raw, str) else "", get_settings().max_jobs_per_browser)
         try:
             states = await fetch_states(ids)
         except (JobLogError, OSError) as exc:
@@ -85,10 +103,18 @@ class JobsState(rx.State):
             return None
         known = {job.job_id for job in self.jobs}
         new = [job_view(states[job_id]) for job_id in ids if job_id in states and job_id not in known]
+        # The cookie lists ids newest first: keep that order among jobs that started at once.
+        for newer, older in itertools.pairwise(new):
+            older.submitted_at = min(older.submitted_at, newer.submitted_at)
         self.jobs = sorted(self.jobs + new, key=lambda job: job.submitted_at, reverse=True)
         self._apply(states.values())
+        events = []
+        if raw:  # also drops what is not a job id
+            gone = [job_id for job_id in ids if job_id not in states or states[job_id].status.finished]
+            events.append(update_cookie(remove=gone))
         if self._unfinished_ids():
-            return JobsState.watch
+            events.append(JobsState.watch)
+        return events
 
     @rx.event
     async def submit(self, form_data: dict):
@@ -107,18 +133,18 @@ class JobsState(rx.State):
             return None
         self.error = ""
         self.jobs = [job_view(state), *self.jobs]
-        self._sync_cookie()
-        return JobsState.watch
+        return [update_cookie(add=[state.job_id]), JobsState.watch]
 
     @rx.event
     async def cancel(self, job_id: str):
         if not is_job_id(job_id) or job_id not in self._unfinished_ids():
-            return
+            return None
         try:
             state = await asyncio.to_thread(service.cancel_job, job_id, clients())
         except JobNotFound:
-            return
+            return None
         self._apply([state])
+        return update_cookie(remove=[job_id]) if state.status.finished else None
 
     @rx.event
     def dismiss(self, job_id: str):
@@ -134,7 +160,7 @@ class JobsState(rx.State):
             generation = self._watch_gen
             job_ids = self._unfinished_ids()
         sub = hub.subscription()
-        gone_since: float | None = None
+        page = PagePresence(token)
         try:
             await sub.follow(job_ids)
             # Subscribed first, read second: nothing published in between is missed.
@@ -145,28 +171,21 @@ class JobsState(rx.State):
                     states += (await fetch_states(sub.job_ids)).values()
                 async with self:
                     if self._watch_gen != generation:
-                        return None
+                        return
                     if states:
                         self._apply(states)
                     still_running = self._unfinished_ids()
+                finished = [state.job_id for state in states if state.status.finished]
+                if finished:
+                    yield update_cookie(remove=finished)
                 if not still_running:
-                    return None
+                    return
                 await sub.unfollow(sub.job_ids - still_running)
-                if hub.is_connected(token):
-                    gone_since = None
-                elif gone_since is None:
-                    gone_since = time.monotonic()
-                elif time.monotonic() - gone_since > RECONNECT_GRACE_S:
-                    return None
-                try:
-                    first = await asyncio.wait_for(sub.queue.get(), timeout=1.0)
-                except TimeoutError:
-                    updates = []
-                else:
-                    # Everything that queued up while the last update was applied goes out as one.
-                    updates = [first, *sub.drain()]
+                if page.gone():
+                    return
+                updates = await sub.next_updates(timeout_s=1.0)
         except (JobLogError, OSError):
             await asyncio.sleep(1)
-            return JobsState.watch
+            yield JobsState.watch
         finally:
             await sub.close()

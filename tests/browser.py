@@ -1,0 +1,128 @@
+"""Headless Chromium for the page tests, and a driver for the job page's stable hooks (data-testid)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from playwright.sync_api import BrowserContext, Dialog, Locator, Page, expect
+
+CHROMIUM = "/usr/bin/chromium"
+# The flags that work on these machines (see ENVIRONMENT.md); `playwright install` cannot run here.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COOKIE_NAME = "jobstream_jobs"
+# Generous: the machine's two cores are shared with benchmarks and other suites.
+TIMEOUT_S = 20
+STEP_RE = re.compile(r"^([\d,]+)/([\d,]+)$")
+
+
+def parse_step(text: str) -> tuple[int, int]:
+    """'1,234/1,500' -> (1234, 1500)."""
+    match = STEP_RE.fullmatch(text.strip())
+    assert match, f"step text {text!r} is not 'step/total'"
+    return int(match[1].replace(",", "")), int(match[2].replace(",", ""))
+
+
+def cookie_ids(context: BrowserContext) -> list[str]:
+    """The job ids the context's jobs cookie holds (the browser keeps it URL-encoded)."""
+    values = [unquote(c["value"]) for c in context.cookies() if c["name"] == COOKIE_NAME]
+    return [job_id for value in values for job_id in value.split(",") if job_id]
+
+
+class JobPage:
+    """The page `/` in one tab, driven only through its data-testid hooks; it records page errors."""
+
+    def __init__(self, page: Page, url: str) -> None:
+        self.page = page
+        self.url = url
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.submitted: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("dialog", self._on_dialog)
+
+    def _on_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self) -> JobPage:
+        self.page.goto(self.url)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        """Wait until the page has rendered its form and its job list (or the "no jobs" line)."""
+        expect(self.page.get_by_test_id("job-n-input")).to_be_editable()
+        self.page.wait_for_function(
+            "() => document.querySelector('[data-testid=job-card]') !== null"
+            " || document.body.innerText.includes('No jobs yet')"
+        )
+
+    @property
+    def cards(self) -> Locator:
+        return self.page.get_by_test_id("job-card")
+
+    def card(self, job_id: str) -> Locator:
+        return self.page.locator(f'[data-testid="job-card"][data-job-id="{job_id}"]')
+
+    def status(self, job_id: str) -> Locator:
+        return self.card(job_id).get_by_test_id("job-status")
+
+    def step_text(self, job_id: str) -> Locator:
+        return self.card(job_id).get_by_test_id("job-step")
+
+    def card_ids(self) -> list[str]:
+        """The ids of the cards shown, top to bottom, read in one go."""
+        return self.cards.evaluate_all("cards => cards.map((card) => card.dataset.jobId)")
+
+    def type_n(self, n: str) -> None:
+        self.page.get_by_test_id("job-n-input").fill(n)
+        self.page.get_by_test_id("job-submit").click()
+
+    def submit(self, n: int | str) -> str:
+        """Start a job from the form; return the id of the card that appears for it."""
+        before = set(self.card_ids())
+        self.type_n(str(n))
+        expect(self.cards).to_have_count(len(before) + 1)
+        (new,) = set(self.card_ids()) - before
+        self.submitted.append(new)
+        return new
+
+    def step(self, job_id: str) -> tuple[int, int]:
+        return parse_step(self.step_text(job_id).inner_text())
+
+    def wait_status(self, job_id: str, status: str, timeout_s: float = 90) -> None:
+        expect(self.status(job_id)).to_have_text(status, timeout=timeout_s * 1000)
+
+    def wait_step_change(self, job_id: str, seen: str, timeout_s: float = TIMEOUT_S) -> str:
+        """Wait until the card's step text is no longer `seen`; return the new text."""
+        expect(self.step_text(job_id)).not_to_have_text(seen, timeout=timeout_s * 1000)
+        return self.step_text(job_id).inner_text()
+
+    def wait_running(self, job_id: str, min_step: int = 1, timeout_s: float = 60) -> int:
+        """Wait until the card shows the job running with at least `min_step` steps; return the step."""
+        self.wait_status(job_id, "running", timeout_s)
+        self.page.wait_for_function(
+            """([id, min]) => {
+                const el = document.querySelector(`[data-job-id="${id}"] [data-testid=job-step]`);
+                return el !== null && parseInt(el.textContent.split('/')[0].replaceAll(',', '')) >= min;
+            }""",
+            arg=[job_id, min_step],
+            timeout=timeout_s * 1000,
+        )
+        return self.step(job_id)[0]
+
+    def assert_clean(self) -> None:
+        """No uncaught script error, no alert, no error toast (Reflex shows backend errors as one)."""
+        assert self.errors == [], f"page errors: {self.errors}"
+        assert self.dialogs == [], f"dialogs: {self.dialogs}"
+        expect(self.page.locator("[data-sonner-toast]")).to_have_count(0)

@@ -1,0 +1,306 @@
+"""The page in real Chromium against the real app, worker, Redis and Kafka, with both state managers."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, WebSocketRoute, expect, sync_playwright
+
+from settings import Settings
+from stack.processes import Child
+from tasks import service
+from tasks.clients import Clients
+from tasks.model import JobStatus
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, COOKIE_NAME, TIMEOUT_S, JobPage, cookie_ids, parse_step
+from tests.conftest import WebApp, wait_finished, wait_for
+
+pytestmark = pytest.mark.browser
+
+DESKTOP = {"width": 1000, "height": 800}
+BIG_N = 1_000_000  # runs for half an hour at 2 ms a step: cancelled by the test or at its end
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        expect.set_options(timeout=TIMEOUT_S * 1000)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_context(browser: Browser, web: WebApp) -> Iterator[Callable[..., BrowserContext]]:
+    """Fresh browser contexts (own cookies, own Reflex token) for one test, closed at its end."""
+    opened: list[BrowserContext] = []
+
+    def new(**options: Any) -> BrowserContext:
+        context = browser.new_context(**{"viewport": DESKTOP, **options})
+        context.set_default_timeout(TIMEOUT_S * 1000)
+        opened.append(context)
+        return context
+
+    yield new
+    for context in opened:
+        context.close()
+
+
+@pytest.fixture
+def open_page(
+    web: WebApp, worker: Child, new_context: Callable[..., BrowserContext], c: Clients
+) -> Iterator[Callable[[BrowserContext | None], JobPage]]:
+    """Open `/` in a new tab (of a new context unless given one), with a worker running the jobs.
+
+    Jobs left unfinished are cancelled before the test's worker stops.
+    """
+    pages: list[JobPage] = []
+
+    def open_(context: BrowserContext | None = None) -> JobPage:
+        page = JobPage((context or new_context()).new_page(), web.frontend + "/")
+        pages.append(page)
+        return page.open()
+
+    yield open_
+    # Before the worker stops (its process group is signalled, so a running job gets no last word).
+    left = {job_id for page in pages for job_id in page.submitted}
+    for job_id in left:
+        service.cancel_job(job_id, c)
+    for job_id in left:
+        wait_finished(c, job_id, timeout_s=TIMEOUT_S)
+
+
+@pytest.fixture(autouse=True)
+def no_backend_exceptions(web: WebApp) -> Iterator[None]:
+    """Every test also fails when the app logged an exception while it ran."""
+    start = web.log_path.stat().st_size
+    yield
+    with web.log_path.open("rb") as log:
+        log.seek(start)
+        new = log.read().decode(errors="replace")
+    assert "Backend Exception" not in new, new[-4000:]
+
+
+def snapshot_keys(c: Clients) -> int:
+    return sum(1 for _ in c.redis.scan_iter("jobstream:job:*", count=1000))
+
+
+def test_job_runs_live_to_success(open_page: Callable[..., JobPage]) -> None:
+    page = open_page()
+    job_id = page.submit(1500)
+    expect(page.status(job_id)).to_have_text(re.compile(r"^(queued|running)$"))
+
+    page.wait_running(job_id)
+    first = page.step_text(job_id).inner_text()
+    second = page.wait_step_change(job_id, first)
+    assert parse_step(second)[0] > parse_step(first)[0]
+
+    page.wait_status(job_id, "succeeded")
+    expect(page.step_text(job_id)).to_have_text("1,500/1,500")
+    page.assert_clean()
+
+
+def test_reload_recovers_the_running_job(open_page: Callable[..., JobPage]) -> None:
+    page = open_page()
+    job_id = page.submit(4000)
+    page.wait_running(job_id, min_step=100)
+    assert job_id in cookie_ids(page.page.context)
+
+    page.page.reload()
+    page.wait_ready()
+    expect(page.cards).to_have_count(1)
+    seen = page.step_text(job_id).inner_text()
+    assert page.wait_step_change(job_id, seen) != seen  # live again, not a stale copy
+    page.wait_status(job_id, "succeeded")
+    expect(page.step_text(job_id)).to_have_text("4,000/4,000")
+    page.assert_clean()
+
+
+def test_new_context_with_the_cookies_shows_the_final_state(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], c: Clients
+) -> None:
+    first = open_page()
+    job_id = first.submit(1500)
+    first.wait_running(job_id)
+    cookies = first.page.context.cookies()
+    assert job_id in cookie_ids(first.page.context)
+    first.page.context.close()
+
+    assert wait_finished(c, job_id).status is JobStatus.SUCCEEDED
+    context = new_context()
+    context.add_cookies(cookies)  # type: ignore[arg-type]
+    page = open_page(context)
+    page.wait_status(job_id, "succeeded", timeout_s=TIMEOUT_S)
+    expect(page.step_text(job_id)).to_have_text("1,500/1,500")
+    wait_for(lambda: job_id not in cookie_ids(context), TIMEOUT_S, "the finished job to leave the cookie")
+    page.assert_clean()
+
+
+def test_two_jobs_in_one_page_newest_first(open_page: Callable[..., JobPage]) -> None:
+    page = open_page()
+    older = page.submit(1500)
+    newer = page.submit(2000)
+    assert page.card_ids() == [newer, older]
+    page.wait_status(older, "succeeded")
+    page.wait_status(newer, "succeeded")
+    expect(page.step_text(older)).to_have_text("1,500/1,500")
+    expect(page.step_text(newer)).to_have_text("2,000/2,000")
+    assert page.card_ids() == [newer, older]
+    page.assert_clean()
+
+
+def test_cancel_stops_a_running_job(open_page: Callable[..., JobPage], c: Clients, settings: Settings) -> None:
+    page = open_page()
+    job_id = page.submit(BIG_N)
+    page.wait_running(job_id, min_step=50)
+    page.card(job_id).get_by_test_id("job-cancel").click()
+
+    page.wait_status(job_id, "cancelled", timeout_s=TIMEOUT_S)
+    expect(page.card(job_id).get_by_test_id("job-cancel")).to_have_count(0)
+    state = wait_finished(c, job_id, timeout_s=TIMEOUT_S)
+    assert state.status is JobStatus.CANCELLED
+    assert 50 <= state.step < BIG_N
+    expect(page.step_text(job_id)).to_have_text(f"{state.step:,}/{BIG_N:,}")
+    # Nothing to await for "no longer moves": watch it for several progress intervals.
+    page.page.wait_for_timeout(10 * settings.progress_interval_ms)
+    assert service.get_job(job_id, c) == state
+    expect(page.step_text(job_id)).to_have_text(f"{state.step:,}/{BIG_N:,}")
+    assert job_id not in cookie_ids(page.page.context)
+    page.assert_clean()
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-5", "1.5", "99999999999"])
+def test_bad_input_creates_nothing(bad: str, open_page: Callable[..., JobPage], c: Clients) -> None:
+    keys = snapshot_keys(c)
+    page = open_page()
+    page.type_n(bad)
+    expect(page.page.get_by_test_id("job-error")).to_contain_text("whole number from 1 to")
+    expect(page.cards).to_have_count(0)
+    assert snapshot_keys(c) == keys
+    assert cookie_ids(page.page.context) == []
+    page.assert_clean()
+
+
+def test_each_context_sees_only_its_own_jobs(open_page: Callable[..., JobPage]) -> None:
+    alice, bob = open_page(), open_page()
+    a = alice.submit(3000)
+    b = bob.submit(3000)
+    alice.wait_running(a)
+    bob.wait_running(b)
+    assert alice.card_ids() == [a]
+    assert bob.card_ids() == [b]
+    alice.wait_status(a, "succeeded")
+    bob.wait_status(b, "succeeded")
+    assert alice.card_ids() == [a]
+    assert bob.card_ids() == [b]
+    assert cookie_ids(alice.page.context) == cookie_ids(bob.page.context) == []
+    alice.assert_clean()
+    bob.assert_clean()
+
+
+def test_tabs_of_one_browser_share_the_cookie(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext]
+) -> None:
+    context = new_context()
+    first, second = open_page(context), open_page(context)
+    a = first.submit(BIG_N)
+    b = second.submit(BIG_N)
+    wait_for(lambda: sorted(cookie_ids(context)) == sorted([a, b]), TIMEOUT_S, "both tabs' jobs in the cookie")
+
+    cookies = context.cookies()
+    context.close()  # the browser is closed with both tabs; the jobs go on
+
+    reopened = new_context()
+    reopened.add_cookies(cookies)  # type: ignore[arg-type]
+    later = open_page(reopened)
+    expect(later.cards).to_have_count(2)
+    assert later.card_ids() == [b, a]
+    later.wait_running(a)
+    later.wait_running(b)
+    later.assert_clean()
+
+
+def uuid_list(count: int) -> str:
+    return ",".join(str(uuid.uuid4()) for _ in range(count))
+
+
+# A browser keeps at most ~4 KB per cookie, so the 5,000-id value (185 KB) cannot come from one:
+# it is written into the hydrate message on the socket, as a client that is not a browser could.
+TAMPERED = {
+    "garbage": "%ZZ%%,,=not a job,%2C%2C,deadbeef-0000,\\x00",
+    "3kb": uuid_list(100)[:3000],
+    "markup": "<script>alert(1)</script>",
+    "5000-ids": uuid_list(5000),
+}
+PLACEHOLDER = "tampered-cookie-placeholder"
+
+
+def send_on_hydrate(page: JobPage, value: str) -> None:
+    """Replace the placeholder cookie value in the page's hydrate event with `value`."""
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and PLACEHOLDER in message:
+                message = message.replace(PLACEHOLDER, value)
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    page.page.route_web_socket(re.compile(r"/_event"), route)
+
+
+@pytest.mark.parametrize("case", [*TAMPERED, "other-context-job"])
+def test_tampered_cookie_is_harmless(
+    case: str, open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp
+) -> None:
+    shown: list[str] = []
+    if case == "other-context-job":
+        other = open_page()
+        job_id = other.submit(100)
+        other.wait_status(job_id, "succeeded")
+        value, shown = job_id, [job_id]  # an id is a capability: whoever holds it may watch the job
+    else:
+        value = TAMPERED[case]
+    context = new_context()
+    cookie_value = PLACEHOLDER if len(value) > 3500 else value
+    context.add_cookies([{"name": COOKIE_NAME, "value": cookie_value, "url": web.frontend}])
+    page = JobPage(context.new_page(), web.frontend + "/")
+    if cookie_value != value:
+        send_on_hydrate(page, value)
+    page.open()
+
+    # The page cleans the cookie once it has read it: nothing in it is an unfinished job.
+    wait_for(lambda: cookie_ids(context) == [], TIMEOUT_S, "the page to clean the cookie")
+    assert page.card_ids() == shown
+    for job_id in shown:
+        expect(page.status(job_id)).to_have_text("succeeded")
+    expect(page.page.get_by_test_id("job-error")).to_have_count(0)
+    fresh = page.submit(50)
+    page.wait_status(fresh, "succeeded")
+    assert page.card_ids() == [fresh, *shown]
+    page.assert_clean()
+
+
+def test_screenshot_and_narrow_viewport(open_page: Callable[..., JobPage], c: Clients) -> None:
+    page = open_page()
+    done = [page.submit(n) for n in (1200, 2500)]
+    for job_id in done:
+        page.wait_status(job_id, "succeeded")
+    running = page.submit(BIG_N)
+    page.wait_running(running, min_step=500)
+    # Let the rate/ETA line settle on a value before the picture.
+    expect(page.card(running)).to_contain_text("ETA")
+    # The README's picture (assets/screenshot.png) is a copy of this one, taken by hand.
+    page.page.screenshot(path=Path(c.settings.run_dir) / "screenshot.png", full_page=True)
+
+    page.page.set_viewport_size({"width": 390, "height": 844})
+    page.page.wait_for_function("() => window.innerWidth === 390")
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.page.screenshot(path=Path(c.settings.run_dir) / "screenshot-390.png", full_page=True)
+    page.assert_clean()
