@@ -44,7 +44,9 @@ class Clients:
     def reset_writer(self) -> None:
         """Drop the producer after a broker failure; the next job gets a fresh one (a restarted
         broker may not know the old producer's id, which an idempotent producer cannot survive)."""
-        self.__dict__.pop("writer", None)
+        writer = self.__dict__.pop("writer", None)
+        if writer is not None:
+            writer.discard()
 
     @cached_property
     def reader(self) -> JobLogReader:

@@ -100,11 +100,18 @@ class JobLogWriter:
                 "message.timeout.ms": int(max(settings.broker_wait_s, 1) * 1000),
                 "delivery.report.only.error": True,
                 "on_delivery": self._on_delivery,
+                "error_cb": self._on_error,
             }
         )
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         if err is not None:
+            self._errors.append(err.str())
+
+    def _on_error(self, err: KafkaError) -> None:
+        # A fatal error (a restarted broker that fences this producer's id, say) makes the
+        # producer useless: fail now rather than when each queued record times out.
+        if err.fatal():
             self._errors.append(err.str())
 
     def begin(self) -> None:
@@ -129,6 +136,11 @@ class JobLogWriter:
         if self._errors:
             error, self._errors = self._errors[0], []
             raise JobLogError(f"the job's log could not be written: {error}")
+
+    def discard(self) -> None:
+        """Drop every record not yet sent, so none lands after a retry has resumed the job."""
+        self._producer.purge(in_queue=True, in_flight=True)
+        self._producer.flush(0)
 
     def flush(self) -> None:
         """Wait until every queued record is acknowledged; raise if any could not be written."""

@@ -41,8 +41,9 @@ def run_job(job_id: str, total: int, c: Clients, step_work: StepWork) -> JobStat
         log.info("job %s is run by another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, total, JobStatus.QUEUED, time.time())
     c.redis.hset(progress.RUNNING_KEY, job_id, str(total))
+    publisher = progress.ProgressPublisher(c.redis, c.settings, job_id, lease)
     try:
-        final = _run_leased(job_id, total, c, step_work, lease)
+        final = _run_with_one_retry(job_id, total, c, step_work, publisher)
     except progress.LeaseLost:
         log.warning("job %s was handed to another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, total, JobStatus.RUNNING, time.time())
@@ -53,25 +54,37 @@ def run_job(job_id: str, total: int, c: Clients, step_work: StepWork) -> JobStat
         lease.release()
 
 
-def _run_leased(job_id: str, total: int, c: Clients, step_work: StepWork, lease: progress.Lease) -> JobState:
-    publisher = progress.ProgressPublisher(c.redis, c.settings, job_id, lease)
+def _run_with_one_retry(
+    job_id: str, total: int, c: Clients, step_work: StepWork, publisher: progress.ProgressPublisher
+) -> JobState:
+    """Run; after a Kafka failure, once more with a new producer (a broker restarted since the
+    last job fences the old one), resuming after the last logged step; then fail the job."""
     try:
-        c.admin.create(job_id)
-        last = c.reader.last(job_id)
+        try:
+            return _run_leased(job_id, total, c, step_work, publisher)
+        except JobLogError as exc:
+            log.warning("job %s: %s; trying again with a new producer", job_id, exc)
+            c.reset_writer()
+            return _run_leased(job_id, total, c, step_work, publisher)
     except JobLogError as exc:
         return _fail_without_log(c, publisher, job_id, total, exc)
+
+
+def _run_leased(
+    job_id: str, total: int, c: Clients, step_work: StepWork, publisher: progress.ProgressPublisher
+) -> JobState:
+    """Step from where the job's log ends; raises JobLogError when Kafka cannot be used."""
+    c.admin.create(job_id)
+    last = c.reader.last(job_id)
     if last is not None and last.status.finished:
         publisher.publish_final(last)
         return last
     first = last.step + 1 if last is not None else 1
     started_at = last.started_at if last is not None and last.started_at else time.time()
     c.writer.begin()
-    try:
-        final = _steps(job_id, total, first, started_at, c, step_work, publisher)
-        c.writer.append(topic_name(c.settings, job_id), job_id, final.to_json())
-        c.writer.flush()
-    except JobLogError as exc:
-        return _fail_without_log(c, publisher, job_id, total, exc)
+    final = _steps(job_id, total, first, started_at, c, step_work, publisher)
+    c.writer.append(topic_name(c.settings, job_id), job_id, final.to_json())
+    c.writer.flush()
     publisher.publish_final(final)
     return final
 

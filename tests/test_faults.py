@@ -182,6 +182,18 @@ def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, 
     assert_complete_log(read_log(own, again.job_id), again.job_id, 200)
 
 
+def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker):
+    server, own = own_kafka
+    oc = Clients(own)
+    start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
+    assert wait_finished(oc, service.submit_job(200, oc).job_id).status is JobStatus.SUCCEEDED
+    server.stop()
+    server.start()  # empty, and it does not know the worker's producer any more
+    job = service.submit_job(300, oc)
+    assert wait_finished(oc, job.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
+    assert_complete_log(read_log(own, job.job_id), job.job_id, 300)
+
+
 def test_redis_outage_makes_the_api_answer_from_kafka_not_crash(c: Clients, own_redis, worker: Child):
     server, own = own_redis
     oc = Clients(own)
