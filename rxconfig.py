@@ -1,6 +1,7 @@
 """Reflex configuration, taken from Jobstream's settings."""
 
 import reflex as rx
+from reflex.constants import StateManagerMode
 from reflex_base.plugins.sitemap import SitemapPlugin
 
 from settings import get_settings
@@ -8,6 +9,10 @@ from settings import get_settings
 settings = get_settings()
 
 config = rx.Config(
+    # Without Redis, page state lives in memory: Reflex's default, the disk manager, writes every
+    # change to disk, which costs more than the update itself when many pages watch fast jobs.
+    redis_url=settings.reflex_redis_url or None,
+    state_manager_mode=StateManagerMode.REDIS if settings.reflex_redis_url else StateManagerMode.MEMORY,
     app_name="rxapp",
     frontend_port=settings.frontend_port,
     backend_port=settings.backend_port,

@@ -34,6 +34,9 @@ SETTINGS: dict[str, Setting] = {
     "KAFKA_BOOTSTRAP_SERVERS": Setting("127.0.0.1:9092", "Kafka bootstrap servers (host:port, comma separated)"),
     "KAFKA_TOPIC_PREFIX": Setting("job-", "Prefix of each job's topic; the topic is <prefix><job_id>"),
     "KAFKA_REPLICATION_FACTOR": Setting("1", "Replication factor of job topics"),
+    "REFLEX_REDIS_URL": Setting(
+        "", "Redis for Reflex's page state, so the backend can run several workers (empty: in memory)"
+    ),
     "FRONTEND_PORT": Setting("3000", "Port of the web page"),
     "BACKEND_PORT": Setting("8000", "Port of the Reflex backend: WebSocket and HTTP API"),
     "API_URL": Setting(
@@ -59,6 +62,7 @@ class Settings:
     kafka_bootstrap_servers: str
     kafka_topic_prefix: str
     kafka_replication_factor: int
+    reflex_redis_url: str
     frontend_port: int
     backend_port: int
     api_url: str
@@ -133,6 +137,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "KAFKA_BOOTSTRAP_SERVERS": _bootstrap,
     "KAFKA_TOPIC_PREFIX": _topic_prefix,
     "KAFKA_REPLICATION_FACTOR": lambda n, r: _int(n, r, 1, 32),
+    "REFLEX_REDIS_URL": lambda n, r: _redis_url(n, r) if r else r,
     "FRONTEND_PORT": lambda n, r: _int(n, r, *PORT),
     "BACKEND_PORT": lambda n, r: _int(n, r, *PORT),
     "API_URL": _text,

@@ -13,6 +13,7 @@ BENCH_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/13",
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19095",
     "RUN_DIR": ".run/bench",
+    "BACKEND_PORT": "8600",  # the Reflex app of the end-to-end benchmark (page, WebSocket, API)
     "STEP_DELAY_MS": "0",
 }
 for _name, _value in BENCH_ENV.items():

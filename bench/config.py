@@ -19,6 +19,13 @@ class Config:
     recovery_reads: int
     worker_n: int
     small_jobs: int
+    # End to end (bench.e2e, bench.peer): pages connected at once, and the jobs they watch. `e2e_jobs`
+    # jobs of `e2e_n` steps run at once (one per worker process); pages share them round-robin.
+    e2e_clients: tuple[int, ...]
+    e2e_n: int
+    e2e_step_delay_ms: float
+    e2e_jobs: int
+    e2e_redis_state: bool  # also run the series with Reflex's state in Redis
 
     @property
     def n(self) -> int:
@@ -27,6 +34,12 @@ class Config:
     @property
     def baseline_n(self) -> int:
         return max(self.baseline_ns)
+
+    @property
+    def e2e_timeout_s(self) -> float:
+        """How long one end-to-end phase may take: its jobs' expected time (a sleep overshoots its 2 ms by
+        ~0.4 ms here) five times over, for a loaded machine and the peer's slower steps, plus a minute."""
+        return 5 * self.e2e_n * (self.e2e_step_delay_ms + 0.4) / 1000 + 60
 
     @property
     def mode(self) -> str:
@@ -44,6 +57,11 @@ FULL = Config(
     recovery_reads=100,
     worker_n=1_000_000,
     small_jobs=5,
+    e2e_clients=(1, 50, 200),
+    e2e_n=5_000,
+    e2e_step_delay_ms=2.0,
+    e2e_jobs=4,
+    e2e_redis_state=True,
 )
 
 QUICK = Config(
@@ -57,4 +75,9 @@ QUICK = Config(
     recovery_reads=30,
     worker_n=100_000,
     small_jobs=3,
+    e2e_clients=(1, 10, 50),
+    e2e_n=600,
+    e2e_step_delay_ms=2.0,
+    e2e_jobs=4,
+    e2e_redis_state=False,
 )

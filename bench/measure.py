@@ -6,7 +6,7 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any
@@ -187,10 +187,9 @@ class LogCheck:
     last_value: bytes
 
 
-def read_log(settings: Settings, topic: str, timeout_s: float = 60.0) -> LogCheck:
-    """Read a whole topic to the partition's end (not to the high watermark, which Tansu gets wrong
-    after batched produce), counting records and checking that the steps run 1, 2, 3... in order,
-    with one repeat allowed: the final record carries the last step's number again."""
+def log_values(settings: Settings, topic: str, timeout_s: float = 60.0) -> Iterator[bytes]:
+    """Every record value of a topic, read to the partition's end (not to the high watermark, which Tansu
+    gets wrong after batched produce)."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -200,32 +199,39 @@ def read_log(settings: Settings, topic: str, timeout_s: float = 60.0) -> LogChec
             "fetch.wait.max.ms": 10,
         }
     )
-    records, step, repeated_at, in_order, last = 0, 0, -1, True, b""
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + timeout_s
         while True:
-            batch = consumer.consume(10_000, 0.5)
+            batch = consumer.consume(10_000, 0.05)
             if not batch and time.monotonic() > deadline:
                 raise BenchError(f"reading {topic} did not reach its end within {timeout_s:.0f}s")
             for msg in batch:
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        in_order = in_order and records > 0 and repeated_at in (-1, records - 1)
-                        return LogCheck(records, in_order, step, last)
+                        return
                     raise BenchError(f"reading {topic}: {error.str()}")
-                last = msg.value() or b""
-                match = STEP_RE.search(last)
-                new_step = int(match.group(1)) if match else -1
-                if new_step == step and repeated_at == -1:
-                    repeated_at = records
-                else:
-                    in_order = in_order and new_step == step + 1
-                step = new_step
-                records += 1
+                yield msg.value() or b""
     finally:
         consumer.close()
+
+
+def read_log(settings: Settings, topic: str, timeout_s: float = 60.0) -> LogCheck:
+    """Read a whole topic, counting records and checking that the steps run 1, 2, 3... in order,
+    with one repeat allowed: the final record carries the last step's number again."""
+    records, step, repeated_at, in_order, last = 0, 0, -1, True, b""
+    for last in log_values(settings, topic, timeout_s):
+        match = STEP_RE.search(last)
+        new_step = int(match.group(1)) if match else -1
+        if new_step == step and repeated_at == -1:
+            repeated_at = records
+        else:
+            in_order = in_order and new_step == step + 1
+        step = new_step
+        records += 1
+    in_order = in_order and records > 0 and repeated_at in (-1, records - 1)
+    return LogCheck(records, in_order, step, last)
 
 
 def check_job_log(settings: Settings, topic: str, n: int) -> LogCheck:

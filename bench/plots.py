@@ -1,4 +1,4 @@
-"""PNG plots of the results: throughput against N, latencies, Redis messages per job."""
+"""PNG plots of the results: throughput against N, latencies, Redis messages per job, end-to-end latency."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only: no display needed
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+
+from bench import e2e_report
 
 JOBSTREAM, BASELINE, TARGET = "tab:blue", "tab:gray", "tab:red"
 
@@ -75,6 +77,34 @@ def _redis(results: dict[str, Any], ax: Axes) -> None:
     ax.legend()
 
 
+def _e2e(results: dict[str, Any], ax: Axes, ours_key: str, peer_key: str, title: str) -> None:
+    """p50 and p99 against the number of pages, Jobstream and the polling peer."""
+    lines = ((ours_key, JOBSTREAM, "Jobstream (WebSocket)"), (peer_key, BASELINE, "peer (poll 500 ms)"))
+    for key, color, label in lines:
+        series: dict[str, dict[str, float]] = results[key]
+        pages = [int(count) for count in series]
+        ax.plot(pages, [p["p50"] for p in series.values()], "o-", color=color, label=f"{label} p50")
+        ax.plot(pages, [p["p99"] for p in series.values()], "s--", color=color, label=f"{label} p99")
+    ax.set(xscale="log", yscale="log", xlabel="pages connected", ylabel="milliseconds (log)", title=title)
+    ax.set_xticks([int(count) for count in results[ours_key]], list(results[ours_key]))
+    ax.tick_params(axis="x", which="minor", labelbottom=False)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _e2e_figure(results: dict[str, Any], path: Path) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    _e2e(results, left, "e2e_latency_ms", "peer_e2e_latency_ms", "Delivered state: arrival - its step's time")
+    limit = results["progress_interval_ms"] + 30
+    left.axhline(limit, color=TARGET, linestyle=":", linewidth=1, label=f"target p50 {limit:.0f} ms")
+    for count, p99 in e2e_report.P99_LIMITS_MS.items():
+        if count in results["e2e_latency_ms"]:
+            left.plot([int(count)], [p99], "v", color=TARGET, label=f"target p99 at {count} pages")
+    left.legend(fontsize="small")
+    _e2e(results, right, "e2e_step_to_client_ms", "peer_step_to_client_ms", "Every step: until the page has it")
+    right.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def draw(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """Draw every plot into out_dir; return the files."""
     paths = []
@@ -82,4 +112,6 @@ def draw(results: dict[str, Any], out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         plot(results, ax)
         paths.append(_save(fig, out_dir / f"{name}.png"))
+    if "e2e_latency_ms" in results:
+        paths.append(_e2e_figure(results, out_dir / "e2e_latency.png"))
     return paths

@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import plots
-
-OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
-
-
-@dataclass(frozen=True)
-class Target:
-    """A figure's goal: `key` (dotted for nested ones) must stand in relation `op` to `limit`."""
-
-    key: str
-    op: str
-    limit: float
-    unit: str = ""
-
-    def check(self, results: dict[str, Any]) -> dict[str, Any]:
-        value = lookup(results, self.key)
-        return {"key": self.key, "op": self.op, "limit": self.limit, "value": value, "passed": self.passed(value)}
-
-    def passed(self, value: float) -> bool:
-        return OPS[self.op](value, self.limit)
-
-    def text(self) -> str:
-        return f"{self.op} {self.limit:,.0f}{self.unit}"
-
+from bench import e2e_report, plots
+from bench.targets import Target, lookup
 
 TARGETS = (
     Target("throughput_steps_per_s", ">=", 150_000, " steps/s"),
@@ -45,16 +22,9 @@ TARGETS = (
 )
 
 
-def lookup(results: dict[str, Any], key: str) -> float:
-    value: Any = results
-    for part in key.split("."):
-        value = value[part]
-    return float(value)
-
-
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with the measured value and whether it passed."""
-    return [target.check(results) for target in TARGETS]
+    return [target.check(results) for target in (*TARGETS, *e2e_report.targets(results))]
 
 
 def _targets_of(*keys: str) -> list[Target]:
@@ -168,6 +138,7 @@ def markdown(results: dict[str, Any], plot_files: list[str]) -> str:
         "(other processes on the machine can only slow a run down). Every run's log was read back to its end",
         "and checked: steps 1..N in order and a final `succeeded` record.",
     ]
+    lines += e2e_report.markdown(results)
     lines += ["", *[f"![{Path(name).stem}]({name})" for name in plot_files], ""]
     return "\n".join(lines)
 

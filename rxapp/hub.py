@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # A channel nobody publishes to: redis-py can only wait for messages while subscribed to something.
 IDLE_CHANNEL = f"{KEY_PREFIX}hub"
 RESYNC = None  # put on a queue after a reconnect: "messages may have been missed, re-read"
+PAGES_AT_FULL_RATE = 25
 
 
 class Subscription:
@@ -83,6 +84,19 @@ class ProgressHub:
     @property
     def channels(self) -> int:
         return len(self._subs)
+
+    def pace_s(self) -> float:
+        """How long a watcher waits between two updates of its page.
+
+        Each update is a full state round trip for that page. Up to PAGES_AT_FULL_RATE watching
+        pages per process get every coalesced message at once; beyond that the pause grows with
+        the number of pages, so the process does a bounded amount of work per second instead
+        of falling behind (what queued up meanwhile is applied as one update).
+        """
+        watchers = len({sub for subs in self._subs.values() for sub in subs})
+        if watchers <= PAGES_AT_FULL_RATE:
+            return 0.0
+        return get_settings().progress_interval_s * watchers / PAGES_AT_FULL_RATE
 
     async def _follow(self, sub: Subscription, job_ids: set[str]) -> None:
         new = [job_id for job_id in job_ids if job_id not in self._subs]

@@ -66,9 +66,17 @@ def job_id_of_channel(name: str) -> str:
 
 def connect(settings: Settings) -> redis.Redis:
     """A client that fails fast when Redis is down, so a job never waits on progress."""
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+    # A bounded pool: the web process calls Redis from a thread pool, and an unbounded pool
+    # would open a connection per concurrent thread.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=8,
+        timeout=5,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=30,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def queue_store(pipe: redis.client.Pipeline, settings: Settings, state: JobState) -> None:

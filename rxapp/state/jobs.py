@@ -81,11 +81,18 @@ class JobsState(rx.State):
         return {job.job_id for job in self.jobs if job.cancellable}
 
     def _apply(self, states: Iterable[JobState]) -> None:
-        by_id = {job.job_id: i for i, job in enumerate(self.jobs)}
-        for state in states:
-            i = by_id.get(state.job_id)
-            if i is not None and is_newer(state, self.jobs[i]):
-                self.jobs[i] = job_view(state, self.jobs[i].submitted_at)
+        latest: dict[str, JobState] = {}
+        for state in states:  # the furthest state of each job, whatever order they came in
+            kept = latest.get(state.job_id)
+            if kept is None or (not kept.status.finished and (state.status.finished or state.step >= kept.step)):
+                latest[state.job_id] = state
+        if not latest:
+            return
+        # One new list, not item by item: each item assignment goes through Reflex's state proxy.
+        self.jobs = [
+            job_view(new, job.submitted_at) if (new := latest.get(job.job_id)) and is_newer(new, job) else job
+            for job in self.jobs
+        ]
 
     @rx.event
     def load_jobs(self):
@@ -183,6 +190,7 @@ class JobsState(rx.State):
                 await sub.unfollow(sub.job_ids - still_running)
                 if page.gone():
                     return
+                await asyncio.sleep(hub.pace_s())
                 updates = await sub.next_updates(timeout_s=1.0)
         except (JobLogError, OSError):
             await asyncio.sleep(1)

@@ -1,0 +1,208 @@
+"""End-to-end latency of Jobstream: a step taken in a Celery worker to its state at pages connected over
+Reflex's WebSocket (`reflex run --env prod`), with 1 to 200 pages; the backend's memory and Redis
+connections as pages join; one real browser for comparison.
+
+A few jobs run at once (`e2e_jobs`, one per worker process) and the pages share them round-robin,
+each page watching one job. Step times come from each job's Kafka log afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import redis
+
+from bench import browser
+from bench.arrivals import StepTimes, delivered_ms, job_seconds, percentiles, step_to_client_ms, summarize
+from bench.config import Config
+from bench.measure import Tick, log_values
+from bench.pageclient import PageClient
+from bench.stack import BenchError, BenchStack, Worker
+from bench.webapp import ReflexApp
+from tasks import service
+from tasks.joblog import topic_name
+from tasks.model import JobState
+
+CONNECTS_AT_ONCE = 25
+SAMPLE_EVERY_S = 0.5
+# Reflex's state in Redis for the optional run: its own database, emptied before and after.
+STATE_REDIS_DB = 7
+STATE_MANAGER = "disk (Reflex's default without REFLEX_REDIS_URL: state in memory, written behind to a folder)"
+
+
+@dataclass
+class Phase:
+    """One client count: every page's arrivals, and the backend's RSS and Redis connections meanwhile."""
+
+    pages: list[PageClient]
+    rss_before_kib: int
+    rss_kib: list[int]
+    redis_connections: list[int]
+    backend_cpu_s: float = 0.0
+    bench_cpu_s: float = 0.0
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds of the backend and of this process (the scripted pages), and the backend's per update."""
+        updates = sum(len(page.arrivals) for page in self.pages)
+        per_update_ms = 1000 * self.backend_cpu_s / updates
+        return {"backend_s": self.backend_cpu_s, "pages_s": self.bench_cpu_s, "backend_ms_per_update": per_update_ms}
+
+
+def step_times(stack: BenchStack, job_id: str) -> StepTimes:
+    """(step, finished) -> the record's ts, from the job's Kafka log."""
+    times: dict[tuple[int, bool], float] = {}
+    for value in log_values(stack.settings, topic_name(stack.settings, job_id)):
+        record = JobState.from_json(value)
+        times.setdefault((record.step, record.status.finished), record.ts)
+    return times
+
+
+def submit(stack: BenchStack, count: int, n: int) -> list[str]:
+    job_ids = [service.submit_job(n, stack.clients).job_id for _ in range(count)]
+    stack.job_ids += job_ids
+    return job_ids
+
+
+async def watch(web: ReflexApp, job_ids: list[str], clients: int, timeout_s: float, sample: bool) -> Phase:
+    """Connect `clients` pages (page i watches job i mod len(job_ids)) and keep them until every job ended."""
+    pages = [PageClient(web.url, job_ids[i % len(job_ids)]) for i in range(clients)]
+    phase = Phase(pages, await asyncio.to_thread(web.rss_kib) if sample else 0, [], [])
+    gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
+
+    async def open_page(page: PageClient) -> None:
+        async with gate:
+            await page.open()
+            await asyncio.wait_for(page.watching.wait(), timeout_s)
+
+    backend, bench = (web.backend(), psutil.Process()) if sample else (None, None)
+    backend_before, bench_before = cpu_s(backend), cpu_s(bench)
+    try:
+        await asyncio.gather(*(open_page(page) for page in pages))
+        ended = asyncio.ensure_future(asyncio.gather(*(page.finished.wait() for page in pages)))
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not ended.done():
+            if asyncio.get_running_loop().time() > deadline:
+                ended.cancel()
+                missing = sum(not page.finished.is_set() for page in pages)
+                raise BenchError(f"{missing} of {clients} pages did not see their job finish within {timeout_s:.0f}s")
+            if sample:
+                phase.rss_kib.append(await asyncio.to_thread(web.rss_kib))
+                phase.redis_connections.append(await asyncio.to_thread(web.redis_connections))
+            await asyncio.wait({ended}, timeout=SAMPLE_EVERY_S)
+    finally:
+        await asyncio.gather(*(page.close() for page in pages), return_exceptions=True)
+    phase.backend_cpu_s, phase.bench_cpu_s = cpu_s(backend) - backend_before, cpu_s(bench) - bench_before
+    return phase
+
+
+def cpu_s(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def latency(stack: BenchStack, phase: Phase) -> dict[str, Any]:
+    """Both delays over the phase's pages, and how long its jobs took."""
+    times = {job_id: step_times(stack, job_id) for job_id in {page.job_id for page in phase.pages}}
+    return summarize((page.arrivals, times[page.job_id]) for page in phase.pages) | {
+        "job_s": job_seconds(times.values())
+    }
+
+
+def series(stack: BenchStack, web: ReflexApp, cfg: Config, tick: Tick, sample: bool = True) -> dict[int, Any]:
+    """Each client count in turn: its latencies, and (when `sample`) the backend's RSS and Redis connections."""
+    results: dict[int, Any] = {}
+    for clients in cfg.e2e_clients:
+        job_ids = submit(stack, min(clients, cfg.e2e_jobs), cfg.e2e_n)
+        phase = asyncio.run(watch(web, job_ids, clients, cfg.e2e_timeout_s, sample))
+        results[clients] = {"latency": latency(stack, phase), "phase": phase}
+        tick(f"e2e {clients} pages")
+    return results
+
+
+def browser_check(stack: BenchStack, web: ReflexApp, cfg: Config) -> dict[str, dict[str, float]]:
+    """One job started and watched by one headless Chromium; delays of the card's changes in the DOM."""
+    job_id, arrivals = asyncio.run(browser.submit_and_watch(web.url, cfg.e2e_n, cfg.e2e_timeout_s))
+    stack.job_ids.append(job_id)
+    times = step_times(stack, job_id)
+    return {
+        "delivered": percentiles(delivered_ms(arrivals, times)),
+        "step_to_client": percentiles(step_to_client_ms(arrivals, times)),
+    }
+
+
+def by_clients(runs: dict[int, Any], pick: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    return {str(clients): pick(run) for clients, run in runs.items()}
+
+
+def rss_of(run: dict[str, Any]) -> dict[str, float]:
+    phase: Phase = run["phase"]
+    return {"before": phase.rss_before_kib, "with_pages": statistics.median(phase.rss_kib)}
+
+
+def memory_and_connections(runs: dict[int, Any]) -> dict[str, Any]:
+    """RSS per page at the most pages; the backend's Redis connections at each count, and their growth
+    from the fewest pages to the most."""
+    fewest, most = min(runs), max(runs)
+    rss = rss_of(runs[most])
+    connections = by_clients(runs, lambda run: max(run["phase"].redis_connections))
+    return {
+        "backend_rss_per_client_kb": (rss["with_pages"] - rss["before"]) / most,
+        "backend_rss_kib": by_clients(runs, rss_of),
+        "redis_connections_by_clients": connections,
+        f"redis_connections_at_{fewest}_client": connections[str(fewest)],
+        f"redis_connections_at_{most}_clients": connections[str(most)],
+        "redis_connections_growth": connections[str(most)] - connections[str(fewest)],
+    }
+
+
+def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
+    """The Jobstream side of the end-to-end benchmark: every key it adds to the results."""
+    stack.flush_redis()
+    # The worker starts while Reflex builds the page.
+    worker = Worker(stack.settings, cfg.e2e_jobs, env={"STEP_DELAY_MS": str(cfg.e2e_step_delay_ms)}, wait=False)
+    try:
+        with ReflexApp(stack) as web:
+            worker.wait_ready()
+            tick("Reflex app started")
+            runs = series(stack, web, cfg, tick)
+            browser_latency = browser_check(stack, web, cfg)
+            tick("e2e browser")
+        results = {
+            "progress_interval_ms": stack.settings.progress_interval_ms,
+            "e2e_state_manager": STATE_MANAGER,
+            "e2e_latency_ms": by_clients(runs, lambda run: run["latency"]["delivered"]),
+            "e2e_step_to_client_ms": by_clients(runs, lambda run: run["latency"]["step_to_client"]),
+            "e2e_job_seconds": by_clients(runs, lambda run: run["latency"]["job_s"]),
+            "e2e_cpu": by_clients(runs, lambda run: run["phase"].cpu()),
+            "e2e_latency_browser_ms": browser_latency["delivered"],
+            "e2e_step_to_client_browser_ms": browser_latency["step_to_client"],
+            **memory_and_connections(runs),
+        }
+        if cfg.e2e_redis_state:
+            results["e2e_latency_redis_state_ms"] = redis_state_series(stack, cfg, tick)
+    finally:
+        worker.stop()
+    return results
+
+
+def redis_state_series(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
+    """The same series with Reflex's state in Redis (REFLEX_REDIS_URL), its database emptied around it."""
+    base, db = stack.settings.redis_url.rsplit("/", 1)
+    if db == str(STATE_REDIS_DB):
+        raise BenchError(f"REDIS_URL uses database {db}, which the run with Reflex's state in Redis empties")
+    state_redis = redis.Redis.from_url(f"{base}/{STATE_REDIS_DB}")
+    state_redis.flushdb()
+    try:
+        with ReflexApp(stack, f"{base}/{STATE_REDIS_DB}") as web:
+            runs = series(stack, web, cfg, tick, sample=False)
+    finally:
+        state_redis.flushdb()
+        state_redis.close()
+    return by_clients(runs, lambda run: run["latency"]["delivered"])
