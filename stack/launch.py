@@ -7,8 +7,10 @@ left alone. If one process ends, the launch ends and names it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,10 @@ def main() -> int:
         manager.add_process(name, command, cwd=str(PROJECT_ROOT), env=env)
     print(f"jobstream: the page will be at http://localhost:{settings.frontend_port} ; logs in {log_dir}")
     manager.loop()
+    # honcho waits for each process it started, not for what that process started in its group.
+    for proc in manager._processes.values():
+        with contextlib.suppress(ProcessLookupError, KeyError, TypeError):
+            os.killpg(proc["pid"], signal.SIGKILL)
     failed = [
         name
         for name, proc in manager._processes.items()  # honcho keeps each process's exit code here

@@ -109,7 +109,8 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
             if job_id in condemned:
                 continue
             try:
-                last = reader.last(job_id)
+                # The snapshot, while Redis has it, is the log's last record: no Kafka read.
+                last = progress.load(c.redis, job_id) or reader.last(job_id)
             except JobNotFound:
                 continue
             except JobLogError as exc:  # one unreadable log must not stop the purge of the others

@@ -185,16 +185,18 @@ def test_bad_input_creates_nothing(bad: str, open_page: Callable[..., JobPage], 
     page.assert_clean()
 
 
-def test_each_context_sees_only_its_own_jobs(open_page: Callable[..., JobPage]) -> None:
+def test_each_context_sees_only_its_own_jobs(open_page: Callable[..., JobPage], c: Clients) -> None:
     alice, bob = open_page(), open_page()
-    a = alice.submit(3000)
-    b = bob.submit(3000)
+    a = alice.submit(BIG_N)
+    b = bob.submit(BIG_N)
     alice.wait_running(a)
     bob.wait_running(b)
     assert alice.card_ids() == [a]
     assert bob.card_ids() == [b]
-    alice.wait_status(a, "succeeded")
-    bob.wait_status(b, "succeeded")
+    service.cancel_job(a, c)
+    service.cancel_job(b, c)
+    alice.wait_status(a, "cancelled")
+    bob.wait_status(b, "cancelled")
     assert alice.card_ids() == [a]
     assert bob.card_ids() == [b]
     assert cookie_ids(alice.page.context) == cookie_ids(bob.page.context) == []

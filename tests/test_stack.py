@@ -155,8 +155,7 @@ def test_make_run_serves_the_app_and_ctrl_c_stops_everything_it_started(launch, 
     assert launch.returncode == 0, output
     for name in ("redis", "kafka", "worker", "beat", "web"):
         assert re.search(rf"^\d\d:\d\d:\d\d {name} *\| ", output, re.MULTILINE), f"{name}'s lines carry its name"
-    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
-    assert not alive, f"left running: {alive}"
+    wait_for(lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists()], 10, "every process to be gone")
     assert not port_answers(launch.frontend)
     assert not port_answers(urlsplit(fresh.redis_url).port or 0)
 
