@@ -1,0 +1,206 @@
+"""The page in real Chromium through faults that need a Reflex app instance of their own.
+
+The Reflex backend restarting mid-job (the page must reconnect and follow the job again without a
+reload), and the per-browser limit on unfinished jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+
+from settings import Settings, load_settings
+from stack.processes import Child
+from tasks import service
+from tasks.clients import Clients
+from tasks.progress import snapshot_key
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_S, JobPage, cookie_ids, parse_step
+from tests.conftest import WebApp, wait_finished, wait_for
+
+pytestmark = pytest.mark.browser
+
+RESTART_N = 15_000  # ~30 s at 2 ms a step: still running once the restarted app serves again
+# Another database than the session `web` fixture's (14), for the Redis state manager's states.
+REFLEX_STATE_DB = 12
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class OwnApp(WebApp):
+    """`reflex run` with its own ports, web folder, log and extra settings; it can be restarted."""
+
+    def __init__(self, name: str, port_offset: int, **extra: str) -> None:
+        base = load_settings(os.environ)
+        frontend_port, backend_port = base.frontend_port + port_offset, base.backend_port + port_offset
+        env = {
+            "FRONTEND_PORT": str(frontend_port),
+            "BACKEND_PORT": str(backend_port),
+            "API_URL": f"http://localhost:{backend_port}",
+            # Not the session `web` fixture's folder: both may be up in one pytest session.
+            "REFLEX_WEB_WORKDIR": f"{os.environ.get('REFLEX_WEB_WORKDIR', '.web')}-faults",
+            **extra,
+        }
+        settings = load_settings({**os.environ, **env})
+        super().__init__(settings, env)
+        self.ports = (frontend_port, backend_port)
+        self.log_path = settings.run_dir / "logs" / f"web-faults-{name}.log"
+
+    def stop(self) -> None:
+        """Stop the whole process group; its ports are free when this returns (or the test fails)."""
+        super().stop()
+        self.child = None
+        # A port still taken at the next start would make `reflex run` pick another one.
+        wait_for(lambda: not any(port_open(port) for port in self.ports), TIMEOUT_S, "the app's ports to be free")
+
+    def exceptions(self, since: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            new = log.read().decode(errors="replace")
+        return new[-4000:] if "Backend Exception" in new else ""
+
+
+@pytest.fixture
+def own_app() -> Iterator[Callable[..., OwnApp]]:
+    """Start this test's app instance; it is stopped at the end, and the test fails if it logged an
+    exception meanwhile."""
+    started: list[tuple[OwnApp, int]] = []
+
+    def start(name: str, port_offset: int, **extra: str) -> OwnApp:
+        app = OwnApp(name, port_offset, **extra)
+        app.log_path.parent.mkdir(parents=True, exist_ok=True)
+        app.log_path.touch()
+        started.append((app, app.log_path.stat().st_size))
+        app.start()
+        return app
+
+    yield start
+    for app, _ in started:
+        app.stop()
+    for app, since in started:
+        assert not app.exceptions(since), app.exceptions(since)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        expect.set_options(timeout=TIMEOUT_S * 1000)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, c: Clients) -> Iterator[Callable[[WebApp], JobPage]]:
+    """Open the app's `/` in a tab of a new context; jobs left unfinished are cancelled at the end
+    (before the test's worker stops, when the test names the worker before this fixture)."""
+    contexts: list[BrowserContext] = []
+    pages: list[JobPage] = []
+
+    def open_(app: WebApp) -> JobPage:
+        context = browser.new_context(viewport={"width": 1000, "height": 800})
+        context.set_default_timeout(TIMEOUT_S * 1000)
+        contexts.append(context)
+        tab = context.new_page()
+        # Vite's client in the page reloads it when the dev server comes back after a restart (even
+        # with VITE_HMR=false); a production frontend is static files and does not. Its socket is
+        # answered in the browser instead, so the page only sees the Reflex backend go and return.
+        tab.route_web_socket(re.compile(rf"^wss?://localhost:{app.frontend.rsplit(':', 1)[1]}/"), lambda ws: None)
+        page = JobPage(tab, app.frontend + "/")
+        pages.append(page)
+        return page.open()
+
+    yield open_
+    for context in contexts:
+        context.close()
+    left = {job_id for page in pages for job_id in page.submitted}
+    for job_id in left:
+        service.cancel_job(job_id, c)
+    for job_id in left:
+        wait_finished(c, job_id, timeout_s=TIMEOUT_S)
+
+
+def snapshot_keys(c: Clients) -> set[str]:
+    return {key.decode() for key in c.redis.scan_iter("jobstream:job:*", count=1000)}
+
+
+@pytest.mark.parametrize("state_manager", ["memory", "redis"])
+def test_page_follows_its_job_across_an_app_restart(
+    state_manager: str,
+    worker: Child,
+    own_app: Callable[..., OwnApp],
+    open_page: Callable[[WebApp], JobPage],
+    settings: Settings,
+) -> None:
+    extra = {}
+    if state_manager == "redis":
+        extra["REFLEX_REDIS_URL"] = f"{settings.redis_url.rsplit('/', 1)[0]}/{REFLEX_STATE_DB}"
+    app = own_app(f"restart-{state_manager}", 10, **extra)
+    page = open_page(app)
+    # Lives only as long as the document: a reload drops it.
+    page.page.evaluate("window.__notReloaded = true")
+    job_id = page.submit(RESTART_N)
+    page.wait_running(job_id, min_step=100)
+
+    app.stop()
+    # The page notices: Reflex says it cannot reach the server (after two failed attempts).
+    toast = page.page.locator("[data-sonner-toast]")
+    expect(toast).to_contain_text("Cannot connect to server")
+    frozen = page.step_text(job_id).inner_text()
+
+    app.start()
+    # The same page reconnects by itself, shows the job again and follows it live.
+    expect(toast).to_have_count(0)
+    seen = page.wait_step_change(job_id, frozen)
+    assert page.step(job_id)[0] < RESTART_N, "the job ended before the page reconnected: make it longer"
+    later = page.wait_step_change(job_id, seen)
+    assert parse_step(later)[0] > parse_step(seen)[0]
+    page.wait_status(job_id, "succeeded")
+    expect(page.step_text(job_id)).to_have_text(f"{RESTART_N:,}/{RESTART_N:,}")
+    assert page.card_ids() == [job_id]
+    assert page.page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+    page.assert_clean()
+
+
+def test_per_browser_limit_on_unfinished_jobs(
+    start_worker: Callable[..., Child],
+    own_app: Callable[..., OwnApp],
+    open_page: Callable[[WebApp], JobPage],
+    c: Clients,
+) -> None:
+    # No worker yet: the jobs stay queued (unfinished) and the page stays still.
+    page = open_page(own_app("limit", 20, MAX_JOBS_PER_BROWSER="2"))
+    first = page.submit(100)
+    second = page.submit(100)
+    keys = snapshot_keys(c)
+    assert {snapshot_key(first), snapshot_key(second)} <= keys
+
+    page.type_n("100")
+    error = page.page.get_by_test_id("job-error")
+    expect(error).to_have_text("At most 2 unfinished jobs per browser: wait for one to finish or cancel one.")
+    assert page.card_ids() == [second, first]
+    assert snapshot_keys(c) == keys
+    assert sorted(cookie_ids(page.page.context)) == sorted([first, second])
+
+    page.card(first).get_by_test_id("job-cancel").click()
+    page.wait_status(first, "cancelled", timeout_s=TIMEOUT_S)
+    third = page.submit(100)
+    expect(error).to_have_count(0)
+    assert page.card_ids() == [third, second, first]
+    assert snapshot_keys(c) - keys == {snapshot_key(third)}
+    expect(page.status(second)).to_have_text("queued")
+
+    start_worker("w")
+    page.wait_status(third, "succeeded")
+    page.wait_status(second, "succeeded")
+    expect(page.step_text(third)).to_have_text("100/100")
+    expect(page.status(first)).to_have_text("cancelled")
+    page.assert_clean()
