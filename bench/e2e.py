@@ -32,7 +32,7 @@ CONNECTS_AT_ONCE = 25
 SAMPLE_EVERY_S = 0.5
 # Reflex's state in Redis for the optional run: its own database, emptied before and after.
 STATE_REDIS_DB = 7
-STATE_MANAGER = "disk (Reflex's default without REFLEX_REDIS_URL: state in memory, written behind to a folder)"
+STATE_MANAGER = "memory (rxconfig.py's choice without REFLEX_REDIS_URL)"
 
 
 @dataclass
