@@ -66,11 +66,12 @@ def job_id_of_channel(name: str) -> str:
 
 def connect(settings: Settings) -> redis.Redis:
     """A client that fails fast when Redis is down, so a job never waits on progress."""
-    # A bounded pool: the web process calls Redis from a thread pool, and an unbounded pool
-    # would open a connection per concurrent thread.
+    # One connection per process, shared by its threads: a Redis round trip takes well under a
+    # millisecond, and the web process's connections then stay the same however many pages it
+    # serves (an unbounded pool opens one per concurrent thread).
     pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=8,
+        max_connections=1,
         timeout=5,
         socket_timeout=2,
         socket_connect_timeout=2,
