@@ -28,8 +28,13 @@ def submit_job(n: object, c: Clients) -> JobState:
     total = parse_n(n, c.settings.max_n)
     state = JobState(str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time())
     progress.store(c.redis, c.settings, state)
-    c.celery.send_task("tasks.jobs.run_job", args=(state.job_id, total), task_id=state.job_id)
+    _enqueue(c, state.job_id, total)
     return state
+
+
+def _enqueue(c: Clients, job_id: str, total: int) -> None:
+    """Send the job's task; its Celery task id is the job id."""
+    c.celery.send_task("tasks.jobs.run_job", args=(job_id, total), task_id=job_id)
 
 
 def get_job(job_id: object, c: Clients) -> JobState:
@@ -87,7 +92,7 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
         if state is not None and state.status.finished:
             c.redis.hdel(progress.RUNNING_KEY, job_id)
         elif c.redis.set(progress.requeued_key(job_id), 1, nx=True, ex=progress.LEASE_MS // 1000 * 3):
-            c.celery.send_task("tasks.jobs.run_job", args=(job_id, total), task_id=job_id)
+            _enqueue(c, job_id, total)
             recovered.append(job_id)
     return recovered
 
