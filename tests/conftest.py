@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
 
 TEST_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/15",
@@ -33,6 +34,7 @@ from stack import services  # noqa: E402
 from stack.processes import VENV_BIN, Child, celery_worker  # noqa: E402
 from tasks.clients import Clients  # noqa: E402
 from tasks.model import JobState  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_S  # noqa: E402
 
 
 def wait_for(check: Callable[[], object], timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.02):
@@ -159,3 +161,13 @@ def web(request: pytest.FixtureRequest, settings: Settings) -> Iterator[WebApp]:
     app.start()
     yield app
     app.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the session: Playwright's sync API allows one running instance per process."""
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        expect.set_options(timeout=TIMEOUT_S * 1000)
+        yield chromium
+        chromium.close()

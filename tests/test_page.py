@@ -9,29 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, WebSocketRoute, expect
 
 from settings import Settings
 from stack.processes import Child
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobStatus
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, COOKIE_NAME, TIMEOUT_S, JobPage, cookie_ids, parse_step
+from tests.browser import COOKIE_NAME, TIMEOUT_S, JobPage, cookie_ids, parse_step
 from tests.conftest import WebApp, wait_finished, wait_for
 
 pytestmark = pytest.mark.browser
 
 DESKTOP = {"width": 1000, "height": 800}
 BIG_N = 1_000_000  # runs for half an hour at 2 ms a step: cancelled by the test or at its end
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        expect.set_options(timeout=TIMEOUT_S * 1000)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

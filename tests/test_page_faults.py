@@ -12,14 +12,14 @@ import socket
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from settings import Settings, load_settings
 from stack.processes import Child
 from tasks import service
 from tasks.clients import Clients
 from tasks.progress import snapshot_key
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_S, JobPage, cookie_ids, parse_step
+from tests.browser import TIMEOUT_S, JobPage, cookie_ids, parse_step
 from tests.conftest import WebApp, wait_finished, wait_for
 
 pytestmark = pytest.mark.browser
@@ -87,15 +87,6 @@ def own_app() -> Iterator[Callable[..., OwnApp]]:
         app.stop()
     for app, since in started:
         assert not app.exceptions(since), app.exceptions(since)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        expect.set_options(timeout=TIMEOUT_S * 1000)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
