@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 # A channel nobody publishes to: redis-py can only wait for messages while subscribed to something.
 IDLE_CHANNEL = f"{KEY_PREFIX}hub"
 RESYNC = None  # put on a queue after a reconnect: "messages may have been missed, re-read"
-PAGES_AT_FULL_RATE = 25
+# Page updates per second one backend process spends at most on the pages it serves. One update
+# (state lock, delta, socket.io emit) costs ~0.5 ms of the event loop here (`make bench` prints the
+# figure): this is about half of one core, leaving the rest for connects, events and the listener.
+PAGE_UPDATES_PER_S = 1000
+# How often a watcher asks whether its page still has a socket (Reflex builds a dict to answer).
+PRESENCE_CHECK_S = 1.0
 
 
 class Subscription:
@@ -57,7 +62,8 @@ class Subscription:
     async def next_updates(self, timeout_s: float) -> list[JobState | None]:
         """The next update and all queued behind it, to be applied as one; [] after timeout_s."""
         try:
-            first = await asyncio.wait_for(self.queue.get(), timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):
+                first = await self.queue.get()
         except TimeoutError:
             return []
         return [first, *self.drain()]
@@ -70,6 +76,7 @@ class ProgressHub:
         self.redis_url = redis_url
         self.app: Any = None
         self._subs: dict[str, set[Subscription]] = {}
+        self._watchers: set[Subscription] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self.reconnects = 0
 
@@ -86,22 +93,23 @@ class ProgressHub:
         return len(self._subs)
 
     def pace_s(self) -> float:
-        """How long a watcher waits between two updates of its page.
+        """How long a watcher waits after updating its page before it takes the next update.
 
-        Each update is a full state round trip for that page. Up to PAGES_AT_FULL_RATE watching
-        pages per process get every coalesced message at once; beyond that the pause grows with
-        the number of pages, so the process does a bounded amount of work per second instead
-        of falling behind (what queued up meanwhile is applied as one update).
+        Each update is a full state round trip for that page. While the pages watching here get
+        every coalesced message within PAGE_UPDATES_PER_S, there is no pause; beyond that each
+        page's updates are spaced so that all of them together stay within it: the process does a
+        bounded amount of work per second instead of falling behind, and what queued up meanwhile
+        is applied as one update.
         """
-        watchers = len({sub for subs in self._subs.values() for sub in subs})
-        if watchers <= PAGES_AT_FULL_RATE:
-            return 0.0
-        return get_settings().progress_interval_s * watchers / PAGES_AT_FULL_RATE
+        period_s = len(self._watchers) / PAGE_UPDATES_PER_S
+        return period_s if period_s > get_settings().progress_interval_s else 0.0
 
     async def _follow(self, sub: Subscription, job_ids: set[str]) -> None:
         new = [job_id for job_id in job_ids if job_id not in self._subs]
         for job_id in job_ids:
             self._subs.setdefault(job_id, set()).add(sub)
+        if sub.job_ids:
+            self._watchers.add(sub)
         if new and self._pubsub is not None:
             # On failure the run loop reconnects and subscribes to every followed job.
             with contextlib.suppress(redis.RedisError, OSError):
@@ -115,6 +123,8 @@ class ProgressHub:
             if not subs:
                 self._subs.pop(job_id, None)
                 gone.append(job_id)
+        if not sub.job_ids:
+            self._watchers.discard(sub)
         if gone and self._pubsub is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 await self._pubsub.unsubscribe(*(channel(job_id) for job_id in gone))
@@ -128,7 +138,7 @@ class ProgressHub:
             sub.queue.put_nowait(state)
 
     def _resync(self) -> None:
-        for sub in {sub for subs in self._subs.values() for sub in subs}:
+        for sub in self._watchers:
             sub.queue.put_nowait(RESYNC)
 
     async def run(self, app: Any) -> None:

@@ -71,8 +71,11 @@ def job_view(state: JobState, submitted_at: float = 0.0) -> JobView:
     return view
 
 
+FINISHED = frozenset(status.value for status in JobStatus if status.finished)
+
+
 def is_newer(new: JobState, old: JobView) -> bool:
     """Whether `new` moves the card forward: a finished state always does, an older step never."""
-    if old.status in {s.value for s in JobStatus if s.finished}:
+    if old.status in FINISHED:
         return False
     return new.status.finished or new.step >= old.step

@@ -39,6 +39,27 @@ class LoggingPrinter(Printer):
             log_file.write(data)
 
 
+class Supervisor(Manager):
+    """honcho's Manager that can be stopped while its processes are still starting.
+
+    honcho signals each process by the pid it reported. A Ctrl-C or SIGTERM before every one had
+    reported made its handler fail (KeyError 'pid') and left the launch hanging. Here such a stop
+    is held until all have started, then done as honcho does when one of its processes ends.
+    """
+
+    _stop_held = False
+
+    def terminate(self) -> None:
+        if self._all_started():
+            super().terminate()
+        else:
+            self._stop_held = True
+
+    def _any_stopped(self) -> bool:
+        # honcho's loop terminates every process once all have started and any has stopped.
+        return self._stop_held or super()._any_stopped()
+
+
 def app_commands(settings: Settings) -> dict[str, str]:
     """The app's own processes; each waits for Redis and Kafka before it starts."""
     python = shlex.quote(sys.executable)
@@ -72,7 +93,7 @@ def main() -> int:
         print(f"jobstream: {exc}", file=sys.stderr)
         return 1
     log_dir = settings.run_dir / "logs"
-    manager = Manager(printer=LoggingPrinter(log_dir))
+    manager = Supervisor(printer=LoggingPrinter(log_dir))
     for service in services:
         if service.command is None:
             print(f"jobstream: reusing the {service.name} that answers at {service.host}:{service.port}")

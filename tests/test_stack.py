@@ -166,8 +166,6 @@ def test_a_reused_redis_survives_the_launch(settings: Settings, tmp_path: Path) 
                      KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")  # fmt: skip
     process = start_launch(env)
     try:
-        # Every process started (honcho's own log of it): a signal earlier than that makes honcho's
-        # handler fail on a process whose pid it does not know yet (a known gap, see the issue).
         system_log = tmp_path / "logs" / "system.log"
         started = lambda: system_log.exists() and system_log.read_text().count(" started (pid=") >= 4  # noqa: E731
         wait_for(lambda: process.poll() is not None or started(), 60, "the launch to start")
@@ -175,6 +173,40 @@ def test_a_reused_redis_survives_the_launch(settings: Settings, tmp_path: Path) 
         output = stop_launch(process)
     assert "reusing the redis" in output
     assert redis.Redis.from_url(settings.redis_url).ping()
+
+
+STOP_WHILE_STARTING = """
+import os, signal, sys
+from stack.launch import Supervisor
+
+class StoppedWhileStarting(Supervisor):
+    def _start(self):
+        super()._start()
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before any process has reported its pid
+
+manager = StoppedWhileStarting()
+for name in ("one", "two", "three"):
+    manager.add_process(name, "sleep 120")
+manager.loop()
+sys.exit(manager.returncode)
+"""
+
+
+def test_a_stop_while_processes_are_still_starting_stops_them_all() -> None:
+    """The Ctrl-C in the first moment of `make run`: before the fix, honcho's handler raised
+    KeyError 'pid' and the launch hung."""
+    process = subprocess.Popen([sys.executable, "-c", STOP_WHILE_STARTING], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=30)
+    finally:
+        for pid in [process.pid, *descendants(process.pid)]:  # a hung launch and its processes
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 143, output
+    assert output.count("sending SIGTERM") == 3, output
+    assert "Traceback" not in output
 
 
 def test_a_process_that_fails_to_start_ends_the_launch_and_is_named(fresh: Settings) -> None:

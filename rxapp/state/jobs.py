@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import reflex as rx
 
-from rxapp.hub import RESYNC, hub
+from rxapp.hub import PRESENCE_CHECK_S, RESYNC, hub
 from rxapp.jobview import JobView, is_newer, job_view
 from rxapp.state.cookie import read_cookie, update_cookie
 from settings import get_settings
@@ -58,12 +58,17 @@ class PagePresence:
     def __init__(self, client_token: str) -> None:
         self.client_token = client_token
         self.gone_since: float | None = None
+        self.checked_at = 0.0
 
     def gone(self) -> bool:
+        """Checked at most every PRESENCE_CHECK_S: a watcher calls this on each update of its page."""
+        now = time.monotonic()
+        if now - self.checked_at < PRESENCE_CHECK_S:
+            return False
+        self.checked_at = now
         if hub.is_connected(self.client_token):
             self.gone_since = None
             return False
-        now = time.monotonic()
         if self.gone_since is None:
             self.gone_since = now
         return now - self.gone_since > RECONNECT_GRACE_S
@@ -77,8 +82,13 @@ class JobsState(rx.State):
     # Each new watcher takes the next number; an older one sees it is superseded and ends.
     _watch_gen: int = 0
 
+    def _cards(self) -> list[JobView]:
+        """The cards as stored, without Reflex's change-tracking proxy: they are only read, and
+        replaced by assigning a new list to `jobs` (cheaper on every live update)."""
+        return self.get_value("jobs")
+
     def _unfinished_ids(self) -> set[str]:
-        return {job.job_id for job in self.jobs if job.cancellable}
+        return {job.job_id for job in self._cards() if job.cancellable}
 
     def _apply(self, states: Iterable[JobState]) -> None:
         latest: dict[str, JobState] = {}
@@ -91,7 +101,7 @@ class JobsState(rx.State):
         # One new list, not item by item: each item assignment goes through Reflex's state proxy.
         self.jobs = [
             job_view(new, job.submitted_at) if (new := latest.get(job.job_id)) and is_newer(new, job) else job
-            for job in self.jobs
+            for job in self._cards()
         ]
 
     @rx.event
@@ -108,12 +118,12 @@ class JobsState(rx.State):
         except (JobLogError, OSError) as exc:
             self.error = f"Cannot read jobs right now: {exc}"
             return None
-        known = {job.job_id for job in self.jobs}
+        known = {job.job_id for job in self._cards()}
         new = [job_view(states[job_id]) for job_id in ids if job_id in states and job_id not in known]
         # The cookie lists ids newest first: keep that order among jobs that started at once.
         for newer, older in itertools.pairwise(new):
             older.submitted_at = min(older.submitted_at, newer.submitted_at)
-        self.jobs = sorted(self.jobs + new, key=lambda job: job.submitted_at, reverse=True)
+        self.jobs = sorted(self._cards() + new, key=lambda job: job.submitted_at, reverse=True)
         self._apply(states.values())
         events = []
         if raw:  # also drops what is not a job id
@@ -139,7 +149,7 @@ class JobsState(rx.State):
             self.error = f"The job could not be queued: {exc}"
             return None
         self.error = ""
-        self.jobs = [job_view(state), *self.jobs]
+        self.jobs = [job_view(state), *self._cards()]
         return [update_cookie(add=[state.job_id]), JobsState.watch]
 
     @rx.event
@@ -156,7 +166,7 @@ class JobsState(rx.State):
     @rx.event
     def dismiss(self, job_id: str):
         """Remove a finished job's card."""
-        self.jobs = [job for job in self.jobs if job.job_id != job_id or job.cancellable]
+        self.jobs = [job for job in self._cards() if job.job_id != job_id or job.cancellable]
 
     @rx.event(background=True)
     async def watch(self):
@@ -190,7 +200,8 @@ class JobsState(rx.State):
                 await sub.unfollow(sub.job_ids - still_running)
                 if page.gone():
                     return
-                await asyncio.sleep(hub.pace_s())
+                if pause_s := hub.pace_s():
+                    await asyncio.sleep(pause_s)
                 updates = await sub.next_updates(timeout_s=1.0)
         except (JobLogError, OSError):
             await asyncio.sleep(1)
