@@ -1,8 +1,10 @@
-"""The cookie naming a browser's unfinished jobs, read and changed by scripts run in the browser.
+"""The cookie naming a browser's unfinished jobs: an `rx.Cookie` read on each (re)connect, changed
+by scripts run in the browser.
 
 Every tab of a browser shares the cookie but has its own state. A tab that wrote its own list of
-jobs (as an `rx.Cookie` var does on every change) would drop the jobs other tabs added, so tabs
-only add and remove ids, each change a read-modify-write in one script run.
+jobs (as an `rx.Cookie` var does when it is assigned) would drop the jobs other tabs added, so the
+var is never assigned: tabs only add and remove ids, each change a read-modify-write in one
+script run, with the same name, path, SameSite and max age as the var.
 """
 
 from __future__ import annotations
@@ -11,18 +13,12 @@ import json
 from collections.abc import Iterable
 
 import reflex as rx
-from reflex.event import EventSpec, EventType
+from reflex.event import EventSpec
 
 from settings import get_settings
 
 COOKIE_NAME = "jobstream_jobs"
 MAX_AGE_S = 400 * 24 * 3600  # browsers cap a cookie's life at 400 days
-
-# The cookie's raw (URL-encoded) value, "" when there is none.
-READ_JS = f"""(() => {{
-  const found = document.cookie.split("; ").find((c) => c.startsWith("{COOKIE_NAME}="));
-  return found ? found.slice({len(COOKIE_NAME) + 1}) : "";
-}})()"""
 
 # Keep the well-formed ids a page load reads (the first `keep`), drop `remove`, put `add` first.
 UPDATE_JS = """(({name, add, remove, keep, maxAge}) => {
@@ -38,19 +34,23 @@ UPDATE_JS = """(({name, add, remove, keep, maxAge}) => {
 })"""
 
 
-def read_cookie(callback: EventType[str]) -> EventSpec:
-    """Ask the browser for the cookie's value; `callback` receives it."""
-    return rx.call_script(READ_JS, callback=callback)
+def max_age_s() -> int:
+    """The jobs' retention: an id in the cookie is worth keeping as long as its job is."""
+    return min(get_settings().retention_s or MAX_AGE_S, MAX_AGE_S)
+
+
+def jobs_cookie() -> rx.Cookie:
+    """The state var's value: Reflex fills it with the browser's cookie whenever the page (re)connects."""
+    return rx.Cookie("", name=COOKIE_NAME, path="/", same_site="lax", max_age=max_age_s())
 
 
 def update_cookie(add: Iterable[str] = (), remove: Iterable[str] = ()) -> EventSpec:
     """Add and remove job ids in the browser's cookie (ids are checked uuid4 strings)."""
-    settings = get_settings()
     args = {
         "name": COOKIE_NAME,
         "add": list(add),
         "remove": list(remove),
-        "keep": settings.max_jobs_per_browser,
-        "maxAge": min(settings.retention_s or MAX_AGE_S, MAX_AGE_S),
+        "keep": get_settings().max_jobs_per_browser,
+        "maxAge": max_age_s(),
     }
     return rx.call_script(f"{UPDATE_JS}({json.dumps(args)})")

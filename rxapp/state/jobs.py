@@ -12,7 +12,7 @@ import reflex as rx
 
 from rxapp.hub import PRESENCE_CHECK_S, RESYNC, hub
 from rxapp.jobview import JobView, is_newer, job_view
-from rxapp.state.cookie import read_cookie, update_cookie
+from rxapp.state.cookie import jobs_cookie, update_cookie
 from settings import get_settings
 from tasks import service
 from tasks.clients import clients
@@ -79,6 +79,8 @@ class JobsState(rx.State):
 
     jobs: list[JobView] = []
     error: str = ""
+    # The jobs cookie as the browser sent it on connecting; only scripts in the browser change it.
+    cookie: str = jobs_cookie()
     # Each new watcher takes the next number; an older one sees it is superseded and ends.
     _watch_gen: int = 0
 
@@ -105,14 +107,10 @@ class JobsState(rx.State):
         ]
 
     @rx.event
-    def load_jobs(self):
-        """On page load: read the jobs cookie in the browser and hand it to `recover`."""
-        return read_cookie(JobsState.recover)
-
-    @rx.event
-    async def recover(self, raw: str):
-        """Show the jobs named in the cookie; finished and unknown ones leave the cookie."""
-        ids = ids_from_cookie(raw if isinstance(raw, str) else "", get_settings().max_jobs_per_browser)
+    async def load_jobs(self):
+        """On page load: show the jobs named in the cookie; finished and unknown ones leave the cookie."""
+        raw = self.cookie if isinstance(self.cookie, str) else ""  # a client other than a browser may send anything
+        ids = ids_from_cookie(raw, get_settings().max_jobs_per_browser)
         try:
             states = await fetch_states(ids)
         except (JobLogError, OSError) as exc:
