@@ -1,9 +1,12 @@
 """What a client saw of a job, and the two delays computed from it against the job's own step times.
 
-- delivered: for each state that reached the client, its arrival time minus the time its step was
-  taken (the record's `ts`). Coalescing skips steps; this is the age of what was delivered.
-- step to client: for each step taken while the client watched, the time until the client had that
+- step to client (the results' `e2e_latency_ms`, issue 6's "a step being taken to its state arriving
+  at the client"): for each step taken while the client watched, the time until the client had that
   step or a later one. This is what a person waits to see a step, sampling delay included.
+- publish to client (the results' `e2e_publish_to_client_ms`, issue 4's "a step's publish to the
+  state change arriving"): for each state that reached the client, its arrival time minus the time its
+  step was taken (the record's `ts`; Jobstream publishes a step's state when it is taken). Coalescing
+  and polling skip steps; this is the age of what was delivered.
 """
 
 from __future__ import annotations
@@ -75,10 +78,10 @@ def job_seconds(times: Iterable[StepTimes]) -> float:
 
 
 def summarize(clients: Iterable[tuple[Sequence[Arrival], StepTimes]]) -> dict[str, dict[str, float]]:
-    """Both delays over every client (each with its job's step times)."""
+    """Both delays over every client (each with its job's step times): "step_to_client", "publish_to_client"."""
     delivered: list[float] = []
     shown: list[float] = []
     for arrivals, times in clients:
         delivered += delivered_ms(arrivals, times)
         shown += step_to_client_ms(arrivals, times)
-    return {"delivered": percentiles(delivered), "step_to_client": percentiles(shown)}
+    return {"step_to_client": percentiles(shown), "publish_to_client": percentiles(delivered)}

@@ -18,7 +18,7 @@ import psutil
 import redis
 
 from bench import browser
-from bench.arrivals import StepTimes, delivered_ms, job_seconds, percentiles, step_to_client_ms, summarize
+from bench.arrivals import StepTimes, job_seconds, summarize
 from bench.config import Config
 from bench.measure import Tick, log_values
 from bench.pageclient import PageClient
@@ -127,14 +127,10 @@ def series(stack: BenchStack, web: ReflexApp, cfg: Config, tick: Tick, sample: b
 
 
 def browser_check(stack: BenchStack, web: ReflexApp, cfg: Config) -> dict[str, dict[str, float]]:
-    """One job started and watched by one headless Chromium; delays of the card's changes in the DOM."""
+    """One job started and watched by one headless Chromium; both delays of the card's changes in the DOM."""
     job_id, arrivals = asyncio.run(browser.submit_and_watch(web.url, cfg.e2e_n, cfg.e2e_timeout_s))
     stack.job_ids.append(job_id)
-    times = step_times(stack, job_id)
-    return {
-        "delivered": percentiles(delivered_ms(arrivals, times)),
-        "step_to_client": percentiles(step_to_client_ms(arrivals, times)),
-    }
+    return summarize([(arrivals, step_times(stack, job_id))])
 
 
 def by_clients(runs: dict[int, Any], pick: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
@@ -177,23 +173,25 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
         results = {
             "progress_interval_ms": stack.settings.progress_interval_ms,
             "e2e_state_manager": STATE_MANAGER,
-            "e2e_latency_ms": by_clients(runs, lambda run: run["latency"]["delivered"]),
-            "e2e_step_to_client_ms": by_clients(runs, lambda run: run["latency"]["step_to_client"]),
+            # Step to page (issue 6) and publish to page (issue 4): bench.arrivals.
+            "e2e_latency_ms": by_clients(runs, lambda run: run["latency"]["step_to_client"]),
+            "e2e_publish_to_client_ms": by_clients(runs, lambda run: run["latency"]["publish_to_client"]),
             "e2e_job_seconds": by_clients(runs, lambda run: run["latency"]["job_s"]),
             "e2e_cpu": by_clients(runs, lambda run: run["phase"].cpu()),
-            "e2e_latency_browser_ms": browser_latency["delivered"],
-            "e2e_step_to_client_browser_ms": browser_latency["step_to_client"],
+            "e2e_latency_browser_ms": browser_latency["step_to_client"],
+            "e2e_publish_to_client_browser_ms": browser_latency["publish_to_client"],
             **memory_and_connections(runs),
         }
         if cfg.e2e_redis_state:
-            results["e2e_latency_redis_state_ms"] = redis_state_series(stack, cfg, tick)
+            results |= redis_state_series(stack, cfg, tick)
     finally:
         worker.stop()
     return results
 
 
 def redis_state_series(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
-    """The same series with Reflex's state in Redis (REFLEX_REDIS_URL), its database emptied around it."""
+    """The same series with Reflex's state in Redis (REFLEX_REDIS_URL), its database emptied around it:
+    `e2e_latency_redis_state_ms` (step to page) and `e2e_publish_to_client_redis_state_ms`."""
     base, db = stack.settings.redis_url.rsplit("/", 1)
     if db == str(STATE_REDIS_DB):
         raise BenchError(f"REDIS_URL uses database {db}, which the run with Reflex's state in Redis empties")
@@ -205,4 +203,7 @@ def redis_state_series(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, 
     finally:
         state_redis.flushdb()
         state_redis.close()
-    return by_clients(runs, lambda run: run["latency"]["delivered"])
+    return {
+        "e2e_latency_redis_state_ms": by_clients(runs, lambda run: run["latency"]["step_to_client"]),
+        "e2e_publish_to_client_redis_state_ms": by_clients(runs, lambda run: run["latency"]["publish_to_client"]),
+    }

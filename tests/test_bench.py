@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import BENCH_ENV
+from bench.config import QUICK
 from settings import PROJECT_ROOT
 
 KEYS = [
@@ -22,10 +23,19 @@ KEYS = [
     "get_job_kafka_p95_ms",
     "baseline_recovery_read_p95_ms",
     "e2e_latency_ms",
+    "e2e_publish_to_client_ms",
+    "e2e_latency_browser_ms",
+    "e2e_publish_to_client_browser_ms",
     "peer_e2e_latency_ms",
+    "peer_publish_to_client_ms",
     "backend_rss_per_client_kb",
+    "redis_connections_growth",
     "ratios",
 ]
+# Step to page (issue 6) and publish to page (issue 4), Jobstream's and the polling peer's, by pages.
+E2E_SERIES = ["e2e_latency_ms", "e2e_publish_to_client_ms", "peer_e2e_latency_ms", "peer_publish_to_client_ms"]
+# Keys of earlier runs: the same figures must not appear under two names.
+OLD_KEYS = ["e2e_step_to_client_ms", "peer_step_to_client_ms", "e2e_step_to_client_browser_ms"]
 
 
 @pytest.mark.timeout(600)
@@ -46,6 +56,25 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     for key in KEYS:
         assert key in results, f"{key} missing from latest.json"
     assert results["throughput_steps_per_s"] > results["baseline_throughput_steps_per_s"] > 0
-    assert {"p50", "p99"} <= set(results["e2e_latency_ms"]["1"])
+    for key in OLD_KEYS:
+        assert key not in results, f"{key} is from earlier runs"
+    counts = [str(clients) for clients in QUICK.e2e_clients]
+    for key in E2E_SERIES:
+        assert list(results[key]) == counts, key
+        for clients, figure in results[key].items():
+            assert 0 < figure["p50"] <= figure["p99"], f"{key} at {clients} pages: {figure}"
+    ratios = results["ratios"]
+    for clients in counts:
+        peer, ours = results["peer_e2e_latency_ms"][clients]["p50"], results["e2e_latency_ms"][clients]["p50"]
+        assert ratios["peer_p50_over_jobstream_p50_by_clients"][clients] == pytest.approx(peer / ours)
+    assert ratios["peer_p50_over_jobstream_p50"] == ratios["peer_p50_over_jobstream_p50_by_clients"]["50"]
+    checked = {target["key"] for target in results["targets"]}
+    assert {
+        *(f"e2e_publish_to_client_ms.{clients}.p50" for clients in counts),
+        "e2e_publish_to_client_ms.50.p99",
+        "e2e_latency_ms.50.p99",
+        *(f"ratios.peer_p50_over_jobstream_p50_by_clients.{clients}" for clients in counts),
+        "redis_connections_growth",
+    } <= checked
     assert (tmp_path / "latest.md").read_text().startswith("# Jobstream benchmark")
     assert list(tmp_path.glob("*.png")), "plots are drawn"
