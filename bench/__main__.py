@@ -24,6 +24,8 @@ from bench import baseline, e2e, e2e_report, latency, peer, pipeline, report, wo
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
+from stack.processes import ProcessError
+from stack.services import ServiceError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with BenchStack() as stack:
             results = run(cfg, stack, tick)
-    except BenchError as exc:
+    except (BenchError, ProcessError, ServiceError) as exc:  # a worker, an app or a service did not start
         bar.close()
         print(f"bench: {exc}", file=sys.stderr)
         return 2

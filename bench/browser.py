@@ -11,19 +11,8 @@ from playwright.async_api import async_playwright
 
 from bench.arrivals import Arrival
 from bench.pageclient import FINISHED
+from stack.chromium import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-# The flags that work on these machines (ENVIRONMENT.md); `playwright install` cannot run here.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Records [unix_ms, step_text, status_text] at install and at each change; sets window.__jobDone at the end.
 OBSERVE_JS = """({jobId, finished}) => {
   const card = `[data-testid=job-card][data-job-id="${jobId}"]`;

@@ -15,8 +15,6 @@ import math
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -43,13 +41,13 @@ for _name, _value in LOAD_ENV.items():
     if os.environ.get(_name, _SUITE_ENV.get(_name)) == _SUITE_ENV.get(_name):
         os.environ[_name] = _value
 
-from settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
+from settings import Settings, child_env, get_settings  # noqa: E402
 from stack import services  # noqa: E402
+from stack.processes import VENV_BIN, CeleryWorker, Child, ProcessError, free_port  # noqa: E402
 from tasks import progress  # noqa: E402
 from tasks.clients import Clients  # noqa: E402
 from tasks.model import JobState, JobStatus  # noqa: E402
 
-VENV_BIN = Path(sys.executable).parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SAMPLE_EVERY_S = 0.2
 TASK_RECEIVED = re.compile(r"Task tasks\.jobs\.run_job\[([0-9a-f-]{36})\] received")
@@ -129,50 +127,6 @@ class RssSampler(threading.Thread):
             self.join(2)
 
 
-class Process:
-    """A command in its own process group, output to a log; `stop()` ends the whole group."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{name}.log"
-        with self.log_path.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                command, cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_until(self, check: Any, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not check():
-            if self.process.poll() is not None:
-                raise LoadError(f"{self.name} exited with {self.process.returncode}; log: {self.log_path}")
-            if time.monotonic() > deadline:
-                raise LoadError(f"{what} not within {timeout_s:.0f}s; log: {self.log_path}")
-            time.sleep(0.1)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def api_answers(port: int) -> bool:
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -218,7 +172,7 @@ def submit_all(port: int, jobs: int, n: int, within_s: float) -> tuple[dict[str,
     return submitted, post_s, errors
 
 
-def wait_all_finished(c: Clients, job_ids: list[str], worker: Process, timeout_s: float) -> dict[str, JobState]:
+def wait_all_finished(c: Clients, job_ids: list[str], worker: Child, timeout_s: float) -> dict[str, JobState]:
     """The snapshots of the jobs, once every one is finished or the time is up."""
     keys = [progress.snapshot_key(job_id) for job_id in job_ids]
     deadline = time.monotonic() + timeout_s
@@ -324,17 +278,17 @@ def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> 
     stop_stack.callback(c.reader.close)
     c.redis.flushdb()  # no Celery messages or snapshots of an earlier run
 
-    env = {**os.environ, "STEP_DELAY_MS": str(args.step_delay_ms), "PYTHONUNBUFFERED": "1"}
-    # The default worker, as `make run` starts it: concurrency from settings, SIGTERM as cold shutdown.
-    worker_name = f"load-{uuid.uuid4().hex[:6]}@%h"
-    command = [str(VENV_BIN / "python"), "-m", "celery", "-A", "tasks.celery_app", "worker", "-E", "--loglevel=INFO"]
-    worker = Process("worker", [*command, "-n", worker_name], {**env, "REMAP_SIGTERM": "SIGQUIT"}, log_dir)
+    env = {"STEP_DELAY_MS": str(args.step_delay_ms), "PYTHONUNBUFFERED": "1"}
+    # One worker with `make run`'s concurrency (from settings); SIGTERM is a cold shutdown.
+    name = f"load-{uuid.uuid4().hex[:6]}@load"
+    worker = CeleryWorker(name, log_dir, settings.worker_concurrency, env, wait=False)
     stop_stack.callback(worker.stop)
     port = free_port()
     api_command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-    api = Process("api", [*api_command, "--workers", "1", "--no-ws", "rxapp.api:api"], env, log_dir)
+    api_command += ["--workers", "1", "--no-ws", "rxapp.api:api"]
+    api = Child("api", api_command, log_dir / "api.log", {**child_env(), **env})
     stop_stack.callback(api.stop)
-    worker.wait_until(lambda: " ready." in worker.log(), 60, "the worker ready")
+    worker.wait_ready()
     api.wait_until(lambda: api_answers(port), 30, "the API answering")
     sampler.watch("worker", worker.pid)
     sampler.watch("api", api.pid)
@@ -436,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ExitStack() as stop_stack:
             results = run(args, get_settings(), stop_stack)
-    except (LoadError, services.ServiceError) as exc:
+    except (LoadError, services.ServiceError, ProcessError) as exc:
         print(f"bench.load: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,26 +7,17 @@ settings (see `bench.BENCH_ENV`); whatever the bench started, it stops.
 from __future__ import annotations
 
 import gc
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
 import redis
 
-from settings import PROJECT_ROOT, Settings, get_settings
+from settings import Settings, get_settings
 from stack import services
+from stack.processes import CeleryWorker, Child
 from tasks.clients import Clients
-
-VENV_BIN = Path(sys.executable).parent
 
 
 class BenchError(RuntimeError):
@@ -108,13 +99,6 @@ class BenchStack:
             self.running.clear()
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def http_ok(url: str) -> bool:
     """A GET that answers 200."""
     try:
@@ -124,80 +108,26 @@ def http_ok(url: str) -> bool:
         return False
 
 
-class Process:
-    """A command in its own process group (its children too), its output in RUN_DIR/logs/<name>.log.
-
-    `env` is the whole environment (default: this process's).
-    """
+class Process(Child):
+    """A command in its own process group, its output in RUN_DIR/logs/<name>.log."""
 
     def __init__(self, name: str, command: list[str], settings: Settings, env: dict[str, str] | None = None) -> None:
-        log_dir = settings.run_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{name}.log"
-        with self.log_path.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                env=dict(os.environ) if env is None else env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_until(self, check: Callable[[], object], timeout_s: float, what: str) -> None:
-        """Poll `check` until it is true; BenchError if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        while not check():
-            if self.process.poll() is not None:
-                raise BenchError(f"{what}: the process exited with {self.process.returncode}; log: {self.log_path}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"{what} not within {timeout_s:.0f}s; log: {self.log_path}")
-            time.sleep(0.1)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to the process group, SIGKILL if it lingers."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        """`env` is the whole environment (default: this process's)."""
+        super().__init__(name, command, settings.run_dir / "logs" / f"{name}.log", env)
 
 
-class Worker(Process):
-    """A real Celery worker process on the bench's settings, started as tests/conftest.py does."""
+class Worker(CeleryWorker):
+    """A Celery worker process on the bench's settings, with a name of its own, as tests/conftest.py starts one."""
 
     def __init__(
         self,
         settings: Settings,
         concurrency: int = 1,
-        timeout_s: float = 60.0,
         app: str = "tasks.celery_app",
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> None:
         """`app` is the Celery app module; `env` is added to this process's environment. With `wait`
         false, call `wait_ready` before sending it work."""
-        self.name = f"bench-{uuid.uuid4().hex[:6]}@bench"
-        self.timeout_s = timeout_s
-        command = [str(VENV_BIN / "celery"), "-A", app, "worker", "-E", "-n", self.name]
-        command += ["-c", str(concurrency), "--loglevel=INFO", "--without-mingle", "--without-gossip"]
-        super().__init__(f"worker-{self.name}", command, settings, {**os.environ, **(env or {})})
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self) -> None:
-        """Block until the worker is ready; stop it and raise BenchError if it is not within its timeout."""
-        try:
-            self.wait_until(lambda: " ready." in self.log(), self.timeout_s, f"worker {self.name} ready")
-        except BaseException:
-            self.stop()
-            raise
+        name = f"bench-{uuid.uuid4().hex[:6]}@bench"
+        super().__init__(name, settings.run_dir / "logs", concurrency, env, app=app, wait=wait)

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from bench.stack import VENV_BIN, BenchError, BenchStack, Process, http_ok
+from bench.stack import BenchError, BenchStack, Process, http_ok
+from stack.processes import VENV_BIN
 
 # Reflex builds the page into this folder (git-ignored; the first build installs ~170 MB of npm packages).
 WEB_WORKDIR = ".web-bench"

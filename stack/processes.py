@@ -104,25 +104,39 @@ class Child:
                 self.kill_group()
 
 
-def celery_worker(
-    name: str,
-    log_dir: Path,
-    concurrency: int,
-    env: dict[str, str] | None = None,
-    beat: bool = False,
-    die_with_parent: bool = False,
-    timeout_s: float = 60.0,
-) -> Child:
-    """A Celery worker on Jobstream's tasks, started and ready. SIGTERM hands its jobs back."""
-    command = [str(VENV_BIN / "celery"), "-A", "tasks.celery_app", "worker", "-E", "-n", name]
-    command += ["-c", str(concurrency), "--loglevel=INFO", "--without-mingle", "--without-gossip"]
-    if beat:  # Celery beat inside the worker: the periodic stalled-job check runs too
-        command += ["-B", "-s", str(log_dir / f"beat-{name}")]
-    worker_env = {**child_env(), **(env or {}), "REMAP_SIGTERM": "SIGQUIT"}
-    worker = Child(name, command, log_dir / f"worker-{name}.log", worker_env, die_with_parent)
-    try:
-        worker.wait_until(lambda: " ready." in worker.log(), timeout_s, f"worker {name} ready")
-    except BaseException:
-        worker.stop()
-        raise
-    return worker
+class CeleryWorker(Child):
+    """A Celery worker on `app` (Jobstream's tasks by default), its output in log_dir/worker-<name>.log.
+
+    Ready when constructed; with `wait` false, call `wait_ready` before sending it work. SIGTERM hands
+    its jobs back.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        log_dir: Path,
+        concurrency: int,
+        env: dict[str, str] | None = None,
+        beat: bool = False,
+        die_with_parent: bool = False,
+        timeout_s: float = 60.0,
+        app: str = "tasks.celery_app",
+        wait: bool = True,
+    ) -> None:
+        command = [str(VENV_BIN / "celery"), "-A", app, "worker", "-E", "-n", name]
+        command += ["-c", str(concurrency), "--loglevel=INFO", "--without-mingle", "--without-gossip"]
+        if beat:  # Celery beat inside the worker: the periodic stalled-job check runs too
+            command += ["-B", "-s", str(log_dir / f"beat-{name}")]
+        worker_env = {**child_env(), **(env or {}), "REMAP_SIGTERM": "SIGQUIT"}
+        super().__init__(name, command, log_dir / f"worker-{name}.log", worker_env, die_with_parent)
+        self.timeout_s = timeout_s
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Block until the worker is ready; stop it and raise ProcessError if it is not within its timeout."""
+        try:
+            self.wait_until(lambda: " ready." in self.log(), self.timeout_s, f"worker {self.name} ready")
+        except BaseException:
+            self.stop()
+            raise

@@ -1,4 +1,4 @@
-"""Headless Chromium for the page tests, and a driver for the job page's stable hooks (data-testid)."""
+"""A driver for the job page's stable hooks (data-testid) in the page tests."""
 
 from __future__ import annotations
 
@@ -7,18 +7,6 @@ from urllib.parse import unquote
 
 from playwright.sync_api import BrowserContext, Dialog, Locator, Page, expect
 
-CHROMIUM = "/usr/bin/chromium"
-# The flags that work on these machines (see ENVIRONMENT.md); `playwright install` cannot run here.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 COOKIE_NAME = "jobstream_jobs"
 # Generous: the machine's two cores are shared with benchmarks and other suites.
 TIMEOUT_S = 20

@@ -31,10 +31,11 @@ for _name, _value in TEST_ENV.items():
 
 from settings import Settings, get_settings  # noqa: E402
 from stack import services  # noqa: E402
-from stack.processes import VENV_BIN, Child, celery_worker  # noqa: E402
+from stack.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from stack.processes import VENV_BIN, CeleryWorker, Child  # noqa: E402
 from tasks.clients import Clients  # noqa: E402
 from tasks.model import JobState  # noqa: E402
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_S  # noqa: E402
+from tests.browser import TIMEOUT_S  # noqa: E402
 
 
 def wait_for(check: Callable[[], object], timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.02):
@@ -76,7 +77,7 @@ def c(settings: Settings) -> Clients:
 def start_test_worker(name: str, env: dict[str, str], concurrency: int = 2, beat: bool = False) -> Child:
     """A real Celery worker process for a test; it dies with the test session if that dies."""
     name = f"{name}-{uuid.uuid4().hex[:6]}@test"
-    return celery_worker(name, get_settings().run_dir / "logs", concurrency, env, beat, die_with_parent=True)
+    return CeleryWorker(name, get_settings().run_dir / "logs", concurrency, env, beat, die_with_parent=True)
 
 
 @pytest.fixture
