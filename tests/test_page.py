@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, WebSocketRoute, expect
 
+from rxapp.state.jobs import RECONNECT_GRACE_S
 from settings import Settings
 from stack.processes import Child
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobStatus
+from tasks.progress import channel
 from tests.browser import COOKIE_NAME, TIMEOUT_S, JobPage, cookie_ids, parse_step
 from tests.conftest import WebApp, wait_finished, wait_for
 
@@ -277,6 +279,74 @@ def test_tampered_cookie_is_harmless(
     fresh = page.submit(50)
     page.wait_status(fresh, "succeeded")
     assert page.card_ids() == [fresh, *shown]
+    page.assert_clean()
+
+
+def subscribers(c: Clients, job_id: str) -> int:
+    """How many Redis connections listen to the job's progress channel (Redis' own count)."""
+    counts: list[tuple[bytes, int]] = c.redis.pubsub_numsub(channel(job_id))  # type: ignore[assignment]
+    return int(counts[0][1])
+
+
+def test_pages_share_one_subscription_and_a_closed_page_leaves_none(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], c: Clients
+) -> None:
+    first_context = new_context()
+    first = open_page(first_context)
+    job_id = first.submit(BIG_N)
+    first.wait_running(job_id)
+    second_context = new_context()
+    second_context.add_cookies(first_context.cookies())  # type: ignore[arg-type]
+    second = open_page(second_context)
+    second.wait_running(job_id, min_step=first.step(job_id)[0] + 1)
+    # Two pages watch the job: the backend process still listens once.
+    assert subscribers(c, job_id) == 1
+
+    first_context.close()
+    second.wait_running(job_id, min_step=second.step(job_id)[0] + 1)
+    assert subscribers(c, job_id) == 1
+    # Once the last page has gone (and its grace to reconnect has passed), its watcher ends and the
+    # process stops listening to the job, which goes on running.
+    second_context.close()
+    wait_for(lambda: subscribers(c, job_id) == 0, RECONNECT_GRACE_S + 15, "the watchers of closed pages to end")
+    assert service.get_job(job_id, c).status is JobStatus.RUNNING
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG contrast ratio of two computed CSS colours (`rgb(...)`, `rgba(...)` or `color(srgb ...)`)."""
+
+    def luminance(css: str) -> float:
+        numbers = [float(x) for x in re.findall(r"[\d.]+", css)[:3]]
+        scale = 1.0 if css.startswith("color(") else 255.0
+        linear = [v / scale / 12.92 if v / scale <= 0.04045 else ((v / scale + 0.055) / 1.055) ** 2.4 for v in numbers]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_readable_in_light_and_dark_mode(
+    scheme: str, open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], c: Clients
+) -> None:
+    page = open_page(new_context(color_scheme=scheme))
+    job_id = page.submit(300)
+    page.wait_status(job_id, "succeeded")
+    colours = page.page.evaluate(
+        """() => {
+            const colour = (sel, prop) => getComputedStyle(document.querySelector(sel))[prop];
+            return {
+                page: colour(".radix-themes", "backgroundColor"),
+                step: colour("[data-testid=job-step]", "color"),
+                heading: colour("h1", "color"),
+            };
+        }"""
+    )
+    page_is_dark = contrast(colours["page"], "rgb(0, 0, 0)") < contrast(colours["page"], "rgb(255, 255, 255)")
+    assert page_is_dark == (scheme == "dark"), colours
+    for text in ("step", "heading"):
+        assert contrast(colours[text], colours["page"]) >= 4.5, colours
+    page.page.screenshot(path=Path(c.settings.run_dir) / f"screenshot-{scheme}.png", full_page=True)
     page.assert_clean()
 
 
