@@ -82,7 +82,7 @@ def snapshot_keys(c: Clients) -> int:
     return sum(1 for _ in c.redis.scan_iter("jobstream:job:*", count=1000))
 
 
-def test_job_runs_live_to_success(open_page: Callable[..., JobPage]) -> None:
+def test_job_runs_live_to_success(open_page: Callable[..., JobPage], c: Clients) -> None:
     page = open_page()
     job_id = page.submit(1500)
     expect(page.status(job_id)).to_have_text(re.compile(r"^(queued|running)$"))
@@ -94,6 +94,8 @@ def test_job_runs_live_to_success(open_page: Callable[..., JobPage]) -> None:
 
     page.wait_status(job_id, "succeeded")
     expect(page.step_text(job_id)).to_have_text("1,500/1,500")
+    # The page stays open, but with its only job finished its watcher ends and stops listening.
+    wait_for(lambda: subscribers(c, job_id) == 0, 10, "the watcher to end with its job")
     page.assert_clean()
 
 
