@@ -7,11 +7,14 @@ needed. Override any of them through the environment.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
@@ -36,6 +39,15 @@ from stack.processes import VENV_BIN, CeleryWorker, Child  # noqa: E402
 from tasks.clients import Clients  # noqa: E402
 from tasks.model import JobState  # noqa: E402
 from tests.browser import TIMEOUT_S  # noqa: E402
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end in a thread of its own: once the browser tests have run, Playwright
+    keeps an event loop running in the test thread, and asyncio.run refuses to start another there."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def wait_for(check: Callable[[], object], timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.02):

@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from stack.processes import Child, free_port
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import wait_finished, wait_for
+from tests.conftest import run_async, wait_finished, wait_for
 from tests.test_pipeline import assert_complete_log, read_log
 
 
@@ -138,9 +137,7 @@ def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker):
         server.start()
         during["after_restart"] = service.get_job(state.job_id, oc).step  # the snapshot was lost: from Kafka
 
-    # In a thread of its own: a session that ran the browser tests has an event loop in this one.
-    with ThreadPoolExecutor(1) as thread:
-        seen = thread.submit(asyncio.run, _follow_through_restart(own.redis_url, state.job_id, restart)).result()
+    seen = run_async(_follow_through_restart(own.redis_url, state.job_id, restart))
     assert during["kafka_step"] > 200
     assert RESYNC in seen, "the listener reconnected and told its page to re-read"
     final = seen[-1]
