@@ -7,7 +7,8 @@ from urllib.parse import unquote
 
 from playwright.sync_api import BrowserContext, Dialog, Locator, Page, expect
 
-COOKIE_NAME = "jobstream_jobs"
+from rxapp.state.cookie import COOKIE_NAME
+
 # Generous: the machine's two cores are shared with benchmarks and other suites.
 TIMEOUT_S = 20
 STEP_RE = re.compile(r"^([\d,]+)/([\d,]+)$")

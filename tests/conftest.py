@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -32,7 +34,7 @@ TEST_ENV = {
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
-from settings import Settings, get_settings  # noqa: E402
+from settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from stack import services  # noqa: E402
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from stack.processes import VENV_BIN, CeleryWorker, Child  # noqa: E402
@@ -48,6 +50,12 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     keeps an event loop running in the test thread, and asyncio.run refuses to start another there."""
     with ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, coroutine).result()
+
+
+def run_module(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """`python -m <args>` from the project's root, `env` over this environment, its output captured."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout_s, check=False)  # fmt: skip
 
 
 def wait_for(check: Callable[[], object], timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.02):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench import BENCH_ENV
 from bench.config import QUICK
-from settings import PROJECT_ROOT
+from tests.conftest import run_module
 
 KEYS = [
     "throughput_steps_per_s",
@@ -41,16 +38,8 @@ OLD_KEYS = ["e2e_step_to_client_ms", "peer_step_to_client_ms", "e2e_step_to_clie
 @pytest.mark.timeout(600)
 def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     # The bench's own database, broker port and ports, whatever this test session's are.
-    env = {**os.environ, **BENCH_ENV, "FRONTEND_PORT": "3600", "API_URL": "http://localhost:8600"}
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=580,
-        check=False,
-    )
+    env = {**BENCH_ENV, "FRONTEND_PORT": "3600", "API_URL": "http://localhost:8600"}
+    run = run_module(["bench", "--quick", "--out", str(tmp_path)], env, timeout_s=580)
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     results = json.loads((tmp_path / "latest.json").read_text())
     for key in KEYS:

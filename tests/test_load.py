@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from settings import PROJECT_ROOT
+from tests.conftest import run_module
 
 QUICK_JOBS = 40
 # The load run's own Redis database, broker port and run folder: never the tests' (it empties its
@@ -22,16 +19,7 @@ LOAD_ENV = {
 
 def test_the_quick_load_run_completes_every_job(tmp_path: Path) -> None:
     out = tmp_path / "load.json"
-    env = {**os.environ, **LOAD_ENV}
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.load", "--quick", "--out", str(out)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    run = run_module(["bench.load", "--quick", "--out", str(out)], LOAD_ENV, timeout_s=240)
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout}\n{run.stderr}"
     assert "ALL CHECKS PASS" in run.stdout
     results = json.loads(out.read_text())
