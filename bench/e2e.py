@@ -142,6 +142,15 @@ def rss_of(run: dict[str, Any]) -> dict[str, float]:
     return {"before": phase.rss_before_kib, "with_pages": statistics.median(phase.rss_kib)}
 
 
+def cores_at_full_rate(runs: dict[int, Any], interval_s: float) -> dict[str, float]:
+    """Backend cores that every coalesced message to every page would take, at the per-update cost measured:
+    whether a client count can be served at full rate on this machine at all."""
+    return {
+        str(clients): clients / interval_s * run["phase"].cpu()["backend_ms_per_update"] / 1000
+        for clients, run in runs.items()
+    }
+
+
 def memory_and_connections(runs: dict[int, Any]) -> dict[str, Any]:
     """RSS per page at the most pages; the backend's Redis connections at each count, and their growth
     from the fewest pages to the most."""
@@ -178,6 +187,7 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
             "e2e_publish_to_client_ms": by_clients(runs, lambda run: run["latency"]["publish_to_client"]),
             "e2e_job_seconds": by_clients(runs, lambda run: run["latency"]["job_s"]),
             "e2e_cpu": by_clients(runs, lambda run: run["phase"].cpu()),
+            "e2e_backend_cores_at_full_rate": cores_at_full_rate(runs, stack.settings.progress_interval_s),
             "e2e_latency_browser_ms": browser_latency["step_to_client"],
             "e2e_publish_to_client_browser_ms": browser_latency["publish_to_client"],
             **memory_and_connections(runs),

@@ -120,8 +120,11 @@ def markdown(results: dict[str, Any]) -> list[str]:
         f"{results['e2e_job_seconds'][c]:.1f} s / {results['peer_job_seconds'][c]:.1f} s at {c}"
         for c in results["e2e_job_seconds"]
     )
+    cores = ", ".join(f"{v:.1f} at {c}" for c, v in results["e2e_backend_cores_at_full_rate"].items())
     lines += [
         f"Backend CPU per state update a page received (in all; this process's scripted pages): {cpu} pages.",
+        f"Backend cores needed to send every coalesced message to every page at that cost "
+        f"(`e2e_backend_cores_at_full_rate`): {cores} pages; this machine has {results['machine']['cpu_count']}.",
         f"A job's first to last step, Jobstream / peer (median): {jobs} pages.",
         f"Backend RSS per page: {results['backend_rss_per_client_kb']:.0f} KiB. Backend connections in Redis' "
         f"CLIENT LIST: {connections} pages.",

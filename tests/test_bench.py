@@ -27,6 +27,7 @@ KEYS = [
     "peer_publish_to_client_ms",
     "backend_rss_per_client_kb",
     "redis_connections_growth",
+    "e2e_backend_cores_at_full_rate",
     "ratios",
 ]
 # Step to page (issue 6) and publish to page (issue 4), Jobstream's and the polling peer's, by pages.
@@ -52,6 +53,9 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
         assert list(results[key]) == counts, key
         for clients, figure in results[key].items():
             assert 0 < figure["p50"] <= figure["p99"], f"{key} at {clients} pages: {figure}"
+    cores = results["e2e_backend_cores_at_full_rate"]
+    assert list(cores) == counts
+    assert all(cores[c] > 0 for c in counts), cores
     ratios = results["ratios"]
     for clients in counts:
         peer, ours = results["peer_e2e_latency_ms"][clients]["p50"], results["e2e_latency_ms"][clients]["p50"]
