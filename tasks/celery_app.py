@@ -14,7 +14,9 @@ def make_app(settings: Settings) -> Celery:
     app.conf.update(
         # A job survives the death of its worker: the message is acknowledged only when the task
         # ends, and a pool process that dies hands its task back at once. Tasks are idempotent
-        # (see tasks.runner.run_job), so a redelivery resumes instead of repeating steps.
+        # (see tasks.runner.run_job), so a redelivery resumes instead of repeating steps. With late
+        # acks and a multiplier of 1 a worker holds only the jobs its pool runs: a job queued behind
+        # them stays in the queue when the worker is killed, instead of in its unacknowledged set.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -185,6 +185,25 @@ def test_a_job_survives_its_worker_being_killed(c: Clients, settings: Settings, 
     assert_complete_log(read_log(settings, state.job_id), state.job_id, n)
 
 
+def test_queued_jobs_behind_a_killed_worker_run_on_the_next_one(c: Clients, settings: Settings, start_worker):
+    # A worker reserves only what its pool runs (prefetch multiplier 1 with late acks): jobs waiting
+    # behind the running ones stay in the queue, not unacknowledged in a dead worker's hands until
+    # Redis' visibility timeout (1 h). With a multiplier of 4 this test fails.
+    first = start_worker("doomed", concurrency=2)
+    running = [service.submit_job(4000, c) for _ in range(2)]
+    wait_for(lambda: all(service.get_job(s.job_id, c).step > 300 for s in running), what="the jobs to get going")
+    waiting = [service.submit_job(500, c) for _ in range(2)]
+    # Nothing to await: the point is that the worker does not take them. A prefetching worker takes
+    # them within milliseconds of their publish; a second is the window in which it must not.
+    time.sleep(1.0)
+    first.kill_group()
+    assert all(service.get_job(state.job_id, c).status is JobStatus.QUEUED for state in waiting)
+    start_worker("second", concurrency=2, beat=True)
+    for state in running + waiting:
+        assert wait_finished(c, state.job_id, timeout_s=120).status is JobStatus.SUCCEEDED
+        assert_complete_log(read_log(settings, state.job_id), state.job_id, state.total)
+
+
 def test_a_job_survives_its_pool_process_being_killed(c: Clients, settings: Settings, start_worker):
     n = 3000
     w = start_worker("pool", concurrency=1)
