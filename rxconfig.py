@@ -1,23 +1,14 @@
 """Reflex configuration, taken from Jobstream's settings."""
 
-import os
-
 import reflex as rx
 from reflex.constants import StateManagerMode
 from reflex_base.plugins.sitemap import SitemapPlugin
 
-from settings import get_settings
+from settings import apply_reflex_environment, get_settings
 
 settings = get_settings()
 
-if settings.reflex_redis_url:
-    # With page state in Redis, every live update would otherwise take the page's lock, read its state
-    # and write it back: several round trips each. Reflex's opportunistic lock keeps a page's state in
-    # the process that updates it, for up to the hold time or until another process asks for it. At 200
-    # pages this delivered 5 times the updates (bench: e2e_latency_redis_state_ms). Set either variable
-    # to override.
-    os.environ.setdefault("REFLEX_OPLOCK_ENABLED", "true")
-    os.environ.setdefault("REFLEX_OPLOCK_HOLD_TIME", "500ms")
+apply_reflex_environment(settings)  # before Reflex builds its state manager
 
 config = rx.Config(
     # Without Redis, page state lives in memory: Reflex's default, the disk manager, writes every

@@ -169,6 +169,25 @@ def child_env() -> dict[str, str]:
     return dict(os.environ)
 
 
+def reflex_environment(settings: Settings) -> dict[str, str]:
+    """Reflex options that Reflex reads only from the environment, as Jobstream runs it.
+
+    With page state in Redis, every live update would otherwise take the page's lock in Redis, read
+    its state and write it back. Reflex's opportunistic lock keeps a page's state in the process that
+    updates it until the hold time passes or another process asks for it (bench:
+    `e2e_latency_redis_state_ms`). The hold time stays under Reflex's 1 s warning for a held lock.
+    """
+    if not settings.reflex_redis_url:
+        return {}
+    return {"REFLEX_OPLOCK_ENABLED": "true", "REFLEX_OPLOCK_HOLD_TIME": "500ms"}
+
+
+def apply_reflex_environment(settings: Settings) -> None:
+    """Put `reflex_environment` into this process's environment, except what the user set."""
+    for name, value in reflex_environment(settings).items():
+        os.environ.setdefault(name, value)
+
+
 @cache
 def get_settings() -> Settings:
     """The process's settings, read from the environment once."""

@@ -7,7 +7,7 @@ import pytest
 
 from rxapp.jobview import format_seconds, is_newer, job_view
 from rxapp.state.jobs import ids_from_cookie
-from settings import SETTINGS, SettingsError, load_settings
+from settings import SETTINGS, SettingsError, apply_reflex_environment, load_settings, reflex_environment
 from tasks.model import InvalidInput, JobNotFound, JobState, JobStatus, check_job_id, is_job_id, parse_n
 
 MAX_N = 10_000_000
@@ -72,6 +72,27 @@ def test_settings_defaults_are_valid_and_documented() -> None:
 def test_bad_settings_name_the_setting(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings({name: value})
+
+
+def test_reflex_state_in_redis_gets_the_opportunistic_lock_unless_the_user_set_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reflex_base.constants.config import Expiration
+    from reflex_base.environment import environment, oplock_hold_time
+
+    assert reflex_environment(load_settings({})) == {}
+    in_redis = load_settings({"REFLEX_REDIS_URL": "redis://127.0.0.1:6379/1"})
+    for name in reflex_environment(in_redis):  # unset here, and as before once the test ends
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    apply_reflex_environment(in_redis)
+    # As Reflex reads them: on, and held for less than the time after which Reflex warns.
+    assert environment.REFLEX_OPLOCK_ENABLED.get() is True
+    assert 0 < oplock_hold_time().total_seconds() * 1000 < Expiration.LOCK_WARNING_THRESHOLD
+
+    monkeypatch.setenv("REFLEX_OPLOCK_ENABLED", "false")
+    apply_reflex_environment(in_redis)
+    assert environment.REFLEX_OPLOCK_ENABLED.get() is False
 
 
 def test_cookie_ids_keep_only_well_formed_ids_up_to_the_limit() -> None:
