@@ -109,8 +109,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
         step = ", ".join(f"{_ms(v)} at {c}" for c, v in results["e2e_latency_redis_state_ms"].items())
         publish = ", ".join(f"{_ms(v)} at {c}" for c, v in results["e2e_publish_to_client_redis_state_ms"].items())
         lines.append(
-            f"With Reflex's state in Redis (REFLEX_REDIS_URL, opportunistic lock on: rxconfig.py), p50 / p99 ms: "
-            f"step to page {step} pages "
+            f"With Reflex's state in Redis (REFLEX_REDIS_URL; opportunistic lock on, see settings.reflex_environment), "
+            f"p50 / p99 ms: step to page {step} pages "
             f"(`e2e_latency_redis_state_ms`); publish to page {publish} pages (`e2e_publish_to_client_redis_state_ms`)."
         )
     cpu = ", ".join(
