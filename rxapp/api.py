@@ -1,7 +1,8 @@
-"""The HTTP API on the Reflex backend: submit, read and cancel jobs by id.
+"""The HTTP API on the Reflex backend: submit, read, read the log of and cancel jobs by id.
 
 Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 413 for one that is too
-large, 422 for a bad `n`, 404 for an unknown or malformed id, 503 when Redis or Kafka is down.
+large, 422 for a bad `n` or query parameter, 404 for an unknown or malformed id, 503 when Redis or
+Kafka is down.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import json
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -36,6 +38,21 @@ class Job(BaseModel):
 
 class Error(BaseModel):
     error: str
+
+
+class JobLog(BaseModel):
+    """A page of a job's log: one record per step, then the final one."""
+
+    job_id: str
+    records: list[Job]
+    next_offset: int = Field(description="The offset to ask for to read on")
+    end: bool = Field(description="Whether the log had no more records when read; a running job's log grows")
+
+
+# A page of 10,000 records is about 1 MB of JSON.
+LOG_PAGE_MAX = 10_000
+# Offsets are Kafka's (64-bit); kept within what every JSON reader holds exactly.
+OFFSET_MAX = 2**53
 
 
 SUBMIT_BODY = {
@@ -78,6 +95,13 @@ async def not_found(_request: Request, _exc: JobNotFound) -> JSONResponse:
 @api.exception_handler(InvalidInput)
 async def invalid(_request: Request, exc: InvalidInput) -> JSONResponse:
     return error(422, str(exc))
+
+
+@api.exception_handler(RequestValidationError)
+async def bad_query(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Say which parameter is wrong and why, in the API's one error shape."""
+    reasons = [f"{'.'.join(str(part) for part in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+    return error(422, "; ".join(reasons))
 
 
 @api.exception_handler(JobLogError)
@@ -138,6 +162,18 @@ async def submit(request: Request) -> Job:
 def get_job(job_id: str) -> Job:
     """The job's latest state (from Redis, or from its Kafka log when Redis lost it)."""
     return Job(**service.get_job(job_id, clients()).to_dict())
+
+
+@api.get("/api/jobs/{job_id}/log", response_model=JobLog, responses={**ERRORS, 422: {"model": Error}})
+def job_log(
+    job_id: str,
+    offset: int = Query(0, ge=0, le=OFFSET_MAX, description="Where to start: 0 is the job's first record"),
+    limit: int = Query(1000, ge=1, le=LOG_PAGE_MAX, description="Most records to answer with"),
+) -> JobLog:
+    """The job's history from its Kafka log, a page at a time: follow `next_offset` until `end`."""
+    page = service.read_log(job_id, offset, limit, clients())
+    records = [Job(**record.to_dict()) for record in page.records]
+    return JobLog(job_id=job_id, records=records, next_offset=page.next_offset, end=page.end)
 
 
 @api.post("/api/jobs/{job_id}/cancel", response_model=Job, responses=ERRORS)

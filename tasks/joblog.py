@@ -1,4 +1,4 @@
-"""Each job's Kafka log: one topic per job, a batching writer, and a pooled reader of its last record.
+"""Each job's Kafka log: one topic per job, a batching writer, and a pooled reader (last record, pages).
 
 Only the Kafka protocol is used (through confluent-kafka), so it runs on Apache Kafka and on any
 broker that speaks it.
@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -20,6 +21,15 @@ from tasks.model import JobNotFound, JobState, check_job_id, is_job_id
 
 class JobLogError(RuntimeError):
     """The job's log could not be written or read: the broker is unreachable or refused it."""
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Consecutive records of a job's log, and where the next page starts."""
+
+    records: list[JobState]
+    next_offset: int
+    end: bool  # the log had no more records when read (a running job's log grows)
 
 
 def topic_name(settings: Settings, job_id: str) -> str:
@@ -249,8 +259,8 @@ class JobLogReader:
 
     def _values(
         self, consumer: Consumer, topic: str, watermarks: tuple[int, int], start: int, chase_s: float | None = None
-    ) -> Iterator[bytes]:
-        """Raw record values from `start` to the end of the partition.
+    ) -> Iterator[tuple[int, bytes]]:
+        """Offsets and raw values of the records from `start` to the end of the partition.
 
         While a job runs, the end moves on as fast as it is read; with `chase_s`, reading stops
         after that long and the caller takes the newest record seen so far.
@@ -274,10 +284,11 @@ class JobLogReader:
                     if error.code() == KafkaError._PARTITION_EOF:
                         return
                     raise JobLogError(f"cannot read the job's log: {error.str()}")
-                value = msg.value()
+                value, offset = msg.value(), msg.offset()
                 assert value is not None
+                assert offset is not None
                 seen = True
-                yield value
+                yield offset, value
             if batch:
                 deadline = time.monotonic() + self.timeout_s
             if seen and chase_s is not None and time.monotonic() - began > chase_s:
@@ -291,7 +302,7 @@ class JobLogReader:
             # Some brokers report a high watermark behind the log's end (or 0) while a producer
             # is writing; reading on to the end of the partition finds the true last record.
             last = None
-            for last in self._values(consumer, topic, (low, high), max(low, high - 1), chase_s=CHASE_S):  # noqa: B007
+            for _, last in self._values(consumer, topic, (low, high), max(low, high - 1), chase_s=CHASE_S):  # noqa: B007
                 pass
             return None if last is None else JobState.from_json(last)
 
@@ -300,7 +311,21 @@ class JobLogReader:
         topic = topic_name(self.settings, job_id)
         with self._consumer() as consumer:
             low, high = self._watermarks(consumer, topic)
-            return [JobState.from_json(value) for value in self._values(consumer, topic, (low, high), low)]
+            return [JobState.from_json(value) for _, value in self._values(consumer, topic, (low, high), low)]
+
+    def page(self, job_id: str, offset: int, limit: int) -> LogPage:
+        """At most `limit` records from `offset` (0 is the job's first record) on."""
+        topic = topic_name(self.settings, job_id)
+        with self._consumer() as consumer:
+            low, high = self._watermarks(consumer, topic)
+            records: list[JobState] = []
+            next_offset = max(low, offset)
+            for record_offset, value in self._values(consumer, topic, (low, high), next_offset):
+                if len(records) == limit:
+                    return LogPage(records, next_offset, end=False)
+                records.append(JobState.from_json(value))
+                next_offset = record_offset + 1
+            return LogPage(records, next_offset, end=True)
 
     def close(self) -> None:
         """Close every idle consumer now."""

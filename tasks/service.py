@@ -1,4 +1,4 @@
-"""What the web page and the HTTP API do with jobs: submit, read, cancel, purge.
+"""What the web page and the HTTP API do with jobs: submit, read, read the log, cancel, purge.
 
 Synchronous on purpose: the Celery side calls these directly, async callers use a thread.
 """
@@ -14,7 +14,7 @@ import redis
 
 from tasks import progress
 from tasks.clients import Clients
-from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader
+from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader, LogPage
 from tasks.model import JobNotFound, JobState, JobStatus, check_job_id, parse_n
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,25 @@ def get_job(job_id: object, c: Clients) -> JobState:
     if redis_up:
         progress.refill(c.redis, c.settings, state)
     return state
+
+
+def read_log(job_id: object, offset: int, limit: int, c: Clients) -> LogPage:
+    """The job's history: at most `limit` records of its Kafka log from `offset` (0: the first) on.
+
+    A queued job's log is empty until a worker takes it. A job condemned by retention reads as not
+    found, as in `get_job`; with Redis down the log still answers.
+    """
+    job_id = check_job_id(job_id)
+    try:
+        known = progress.load(c.redis, job_id) is not None  # JobNotFound once condemned
+    except redis.RedisError:
+        known = False
+    try:
+        return c.reader.page(job_id, offset, limit)
+    except JobNotFound:
+        if known:  # its topic is created when a worker starts it
+            return LogPage([], offset, end=True)
+        raise
 
 
 def cancel_job(job_id: object, c: Clients) -> JobState:

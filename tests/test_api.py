@@ -12,7 +12,8 @@ from starlette.testclient import TestClient
 from rxapp.api import api
 from stack.processes import Child
 from tasks.clients import Clients
-from tests.conftest import WebApp, wait_for
+from tests.conftest import WebApp, wait_finished, wait_for
+from tests.test_pipeline import assert_complete_log, read_log
 
 
 @pytest.fixture
@@ -77,16 +78,66 @@ def test_bodies_that_are_not_json_or_too_large(client: TestClient, content: byte
 @pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "nope", "1", str(uuid.uuid1()), "%2e%2e"])
 def test_unknown_or_malformed_ids_answer_404(client: TestClient, job_id: str) -> None:
     assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert client.get(f"/api/jobs/{job_id}/log").status_code == 404
     response = client.post(f"/api/jobs/{job_id}/cancel")
     assert response.status_code == 404
     assert response.json() == {"error": "no such job"}
 
 
-def test_the_openapi_schema_describes_the_three_routes(client: TestClient) -> None:
+def test_the_openapi_schema_describes_the_four_routes(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel"} <= set(schema["paths"])
+    routes = {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/log", "/api/jobs/{job_id}/cancel"}
+    assert routes <= set(schema["paths"])
     body = schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["n"]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("offset=-1", "offset: Input should be greater than or equal to 0"),
+        ("offset=abc", "offset: Input should be a valid integer"),
+        (f"offset={2**53 + 1}", "offset: Input should be less than or equal to"),
+        ("limit=0", "limit: Input should be greater than or equal to 1"),
+        ("limit=10001", "limit: Input should be less than or equal to 10000"),
+        ("limit=1.5", "limit: Input should be a valid integer"),
+    ],
+)
+def test_bad_log_queries_are_refused_with_the_parameter_named(client: TestClient, query: str, message: str) -> None:
+    response = client.get(f"/api/jobs/{uuid.uuid4()}/log?{query}")
+    assert response.status_code == 422
+    assert message in response.json()["error"]
+
+
+def test_a_queued_jobs_log_is_empty_until_a_worker_takes_it(client: TestClient) -> None:
+    job_id = client.post("/api/jobs", json={"n": 10}).json()["job_id"]  # no worker in this test
+    response = client.get(f"/api/jobs/{job_id}/log")
+    assert response.status_code == 200
+    assert response.json() == {"job_id": job_id, "records": [], "next_offset": 0, "end": True}
+
+
+def test_a_jobs_log_reads_page_by_page_to_its_final_record(client: TestClient, c: Clients, worker: Child) -> None:
+    n = 2500
+    job_id = client.post("/api/jobs", json={"n": n}).json()["job_id"]
+    wait_finished(c, job_id)
+    pages: list[dict] = []
+    offset = 0
+    while not (pages and pages[-1]["end"]):
+        response = client.get(f"/api/jobs/{job_id}/log?offset={offset}&limit=1000")
+        assert response.status_code == 200
+        pages.append(response.json())
+        offset = pages[-1]["next_offset"]
+    # 2,500 steps and the final record: pages of 1,000, 1,000 and 501.
+    assert [len(page["records"]) for page in pages] == [1000, 1000, n + 1 - 2000]
+    assert [page["end"] for page in pages] == [False, False, True]
+    records = [record for page in pages for record in page["records"]]
+    assert_complete_log(records, job_id, n)
+    # The same records as another Kafka client reads from the topic.
+    raw = read_log(c.settings, job_id)
+    assert [(r["step"], r["status"], r["ts"]) for r in records] == [(r["step"], r["status"], r["ts"]) for r in raw]
+    # At the end: nothing more, and the same place to ask again.
+    tail = client.get(f"/api/jobs/{job_id}/log?offset={offset}").json()
+    assert (tail["records"], tail["next_offset"], tail["end"]) == ([], offset, True)
 
 
 def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
