@@ -168,6 +168,32 @@ def test_cancel_stops_a_running_job(open_page: Callable[..., JobPage], c: Client
     page.assert_clean()
 
 
+def test_the_log_shows_every_step_a_page_at_a_time(open_page: Callable[..., JobPage]) -> None:
+    page = open_page()
+    job_id = page.submit(250)
+    page.wait_status(job_id, "succeeded")
+    page.card(job_id).get_by_test_id("job-log-open").click()
+    log = page.page.get_by_test_id("job-log")
+    rows = log.get_by_test_id("job-log-row")
+    cells = rows.locator("td")
+
+    # 250 steps and the final record, 100 to a page.
+    for first_step, count in ((1, 100), (101, 100), (201, 51)):
+        expect(rows).to_have_count(count)
+        expect(rows.first.locator("td").first).to_have_text(str(first_step))
+        expect(rows.last.locator("td").first).to_have_text(str(min(first_step + count - 1, 250)))
+        if count == 100:
+            log.get_by_test_id("job-log-next").click()
+    expect(rows.last.locator("td").nth(1)).to_have_text("succeeded")
+    expect(log.get_by_test_id("job-log-range")).to_have_text("Records 201-251 (the end of the log so far)")
+    expect(log.get_by_test_id("job-log-next")).to_be_disabled()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", cells.nth(2).inner_text())
+
+    log.get_by_role("button", name="Close").click()
+    expect(log).to_be_hidden()
+    page.assert_clean()
+
+
 @pytest.mark.parametrize("bad", ["abc", "0", "-5", "1.5", "99999999999"])
 def test_bad_input_creates_nothing(bad: str, open_page: Callable[..., JobPage], c: Clients) -> None:
     keys = snapshot_keys(c)

@@ -1,10 +1,11 @@
-"""One job's card: progress bar, step/total, percent, status, rate and ETA or duration, cancel."""
+"""One job's card: progress bar, step/total, percent, status, rate and ETA or duration, log, cancel."""
 
 import reflex as rx
 from reflex.vars.object import ObjectVar
 
 from rxapp.jobview import JobView
 from rxapp.state.jobs import JobsState
+from rxapp.state.log import LogState
 
 STATUS_COLORS = {
     "queued": "gray",
@@ -36,6 +37,14 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                 rx.code(job.job_id.to(str)[:8], variant="ghost", title=job.job_id),
                 status_badge(job),
                 rx.spacer(),
+                rx.button(
+                    "Log",
+                    on_click=LogState.open(job.job_id),
+                    variant="ghost",
+                    color_scheme="gray",
+                    size="1",
+                    custom_attrs={"data-testid": "job-log-open"},
+                ),
                 rx.cond(
                     job.cancellable,
                     rx.button(

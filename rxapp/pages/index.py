@@ -4,6 +4,7 @@ import reflex as rx
 
 from rxapp.components.job_card import job_card
 from rxapp.components.job_form import job_form
+from rxapp.components.job_log import job_log
 from rxapp.state.jobs import JobsState
 
 
@@ -26,6 +27,7 @@ def index() -> rx.Component:
         rx.vstack(
             header(),
             rx.card(job_form(), width="100%"),
+            job_log(),
             rx.cond(
                 JobsState.jobs.length() > 0,
                 rx.vstack(rx.foreach(JobsState.jobs, job_card), spacing="3", width="100%"),
