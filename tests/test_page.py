@@ -194,6 +194,38 @@ def test_the_log_shows_every_step_a_page_at_a_time(open_page: Callable[..., JobP
     page.assert_clean()
 
 
+def test_the_log_opens_only_for_a_job_of_this_page(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp
+) -> None:
+    other = open_page()
+    theirs = other.submit(100)
+    other.wait_status(theirs, "succeeded")
+    page = JobPage(new_context().new_page(), web.frontend + "/")
+    mine: list[str] = []
+
+    def ask_for_theirs(ws: WebSocketRoute) -> None:
+        """A client that is not a browser could send any id in the event that opens the log."""
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and "log_state.open" in message and mine:
+                message = message.replace(mine[0], theirs)
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    page.page.route_web_socket(re.compile(r"/_event"), ask_for_theirs)
+    page.open()
+    mine.append(page.submit(50))
+    page.wait_status(mine[0], "succeeded")
+    page.card(mine[0]).get_by_test_id("job-log-open").click()
+    # The page's events are handled in order: once the next one's card shows, the log event was handled.
+    page.wait_status(page.submit(10), "succeeded")
+    expect(page.page.get_by_test_id("job-log")).to_have_count(0)
+    assert theirs not in page.card_ids()
+    page.assert_clean()
+
+
 @pytest.mark.parametrize("bad", ["abc", "0", "-5", "1.5", "99999999999"])
 def test_bad_input_creates_nothing(bad: str, open_page: Callable[..., JobPage], c: Clients) -> None:
     keys = snapshot_keys(c)
