@@ -6,6 +6,7 @@ broker that speaks it.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -308,10 +309,7 @@ class JobLogReader:
 
     def records(self, job_id: str) -> list[JobState]:
         """Every record of the job's log, oldest first."""
-        topic = topic_name(self.settings, job_id)
-        with self._consumer() as consumer:
-            low, high = self._watermarks(consumer, topic)
-            return [JobState.from_json(value) for _, value in self._values(consumer, topic, (low, high), low)]
+        return self.page(job_id, 0, sys.maxsize).records
 
     def page(self, job_id: str, offset: int, limit: int) -> LogPage:
         """At most `limit` records from `offset` (0 is the job's first record) on."""

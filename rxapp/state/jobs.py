@@ -89,6 +89,9 @@ class JobsState(rx.State):
         replaced by assigning a new list to `jobs` (cheaper on every live update)."""
         return self.get_value("jobs")
 
+    def _job_ids(self) -> set[str]:
+        return {job.job_id for job in self._cards()}
+
     def _unfinished_ids(self) -> set[str]:
         return {job.job_id for job in self._cards() if job.cancellable}
 
@@ -116,7 +119,7 @@ class JobsState(rx.State):
         except (JobLogError, OSError) as exc:
             self.error = f"Cannot read jobs right now: {exc}"
             return None
-        known = {job.job_id for job in self._cards()}
+        known = self._job_ids()
         new = [job_view(states[job_id]) for job_id in ids if job_id in states and job_id not in known]
         # The cookie lists ids newest first: keep that order among jobs that started at once.
         for newer, older in itertools.pairwise(new):

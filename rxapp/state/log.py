@@ -45,7 +45,7 @@ class LogState(rx.State):
     async def open(self, job_id: str):
         """Show the first page of the log of `job_id`, if it is one of this browser's jobs."""
         jobs = await self.get_state(JobsState)
-        if job_id not in {job.job_id for job in jobs._cards()}:
+        if job_id not in jobs._job_ids():
             return
         self.job_id = job_id
         await self._read(0)
