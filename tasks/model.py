@@ -31,6 +31,14 @@ class InvalidInput(ValueError):
     """Input refused before anything was created or queried; the message says what is allowed."""
 
 
+class TooManyJobs(RuntimeError):
+    """The submitter already holds as many unfinished jobs as they may; nothing was created."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"At most {limit} unfinished jobs per browser: wait for one to finish or cancel one.")
+        self.limit = limit
+
+
 class JobNotFound(LookupError):
     """No job with this id exists (any more)."""
 

@@ -35,8 +35,11 @@ return 1
 """
 
 
+SNAPSHOT_PREFIX = f"{KEY_PREFIX}job:"
+
+
 def snapshot_key(job_id: str) -> str:
-    return f"{KEY_PREFIX}job:{check_job_id(job_id)}"
+    return SNAPSHOT_PREFIX + check_job_id(job_id)
 
 
 def channel(job_id: str) -> str:

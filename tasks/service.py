@@ -5,6 +5,7 @@ Synchronous on purpose: the Celery side calls these directly, async callers use 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -12,10 +13,10 @@ from typing import cast
 
 import redis
 
-from tasks import progress
+from tasks import owners, progress
 from tasks.clients import Clients
 from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader, LogPage
-from tasks.model import JobNotFound, JobState, JobStatus, check_job_id, parse_n
+from tasks.model import JobNotFound, JobState, JobStatus, TooManyJobs, check_job_id, parse_n
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,25 @@ log = logging.getLogger(__name__)
 PURGE_GRACE_S = 4 * CONSUMER_MAX_AGE_S
 
 
-def submit_job(n: object, c: Clients) -> JobState:
-    """Check `n`, record the job as queued and enqueue it; returns at once with the new id."""
+def submit_job(n: object, c: Clients, owner: str | None = None) -> JobState:
+    """Check `n`, record the job as queued and enqueue it; returns at once with the new id.
+
+    With an `owner`, the job counts against their MAX_JOBS_PER_BROWSER unfinished jobs: over it,
+    TooManyJobs is raised and nothing is created.
+    """
     total = parse_n(n, c.settings.max_n)
     state = JobState(str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time())
-    progress.store(c.redis, c.settings, state)
-    _enqueue(c, state.job_id, total)
+    if owner is None:
+        progress.store(c.redis, c.settings, state)
+    elif not owners.admit(c.redis, c.settings, owner, c.settings.max_jobs_per_browser, state):
+        raise TooManyJobs(c.settings.max_jobs_per_browser)
+    try:
+        _enqueue(c, state.job_id, total)
+    except Exception:
+        # Not queued: leave no snapshot behind that would read as a job waiting forever.
+        with contextlib.suppress(redis.RedisError):
+            c.redis.delete(progress.snapshot_key(state.job_id))
+        raise
     return state
 
 

@@ -1,7 +1,7 @@
 """The page in real Chromium through faults that need a Reflex app instance of their own.
 
 The Reflex backend restarting mid-job (the page must reconnect and follow the job again without a
-reload), and the per-browser limit on unfinished jobs.
+reload), and the per-browser limit on unfinished jobs across tabs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
+from rxapp.state.cookie import BROWSER_COOKIE_NAME
 from settings import Settings, load_settings
 from stack.processes import Child
 from tasks import service
@@ -21,10 +22,10 @@ from tasks.clients import Clients
 from tasks.progress import snapshot_key
 from tests.browser import TIMEOUT_S, JobPage, cookie_ids, parse_step
 from tests.conftest import WebApp, wait_finished, wait_for
+from tests.test_page import BIG_N, cancel_on_page
 
 pytestmark = pytest.mark.browser
 
-RESTART_N = 15_000  # ~30 s at 2 ms a step: still running once the restarted app serves again
 # Another database than the session `web` fixture's (14), for the Redis state manager's states.
 REFLEX_STATE_DB = 12
 
@@ -90,16 +91,18 @@ def own_app() -> Iterator[Callable[..., OwnApp]]:
 
 
 @pytest.fixture
-def open_page(browser: Browser, c: Clients) -> Iterator[Callable[[WebApp], JobPage]]:
-    """Open the app's `/` in a tab of a new context; jobs left unfinished are cancelled at the end
-    (before the test's worker stops, when the test names the worker before this fixture)."""
+def open_page(browser: Browser, c: Clients) -> Iterator[Callable[..., JobPage]]:
+    """Open the app's `/` in a tab of a new context (or of `context`); jobs left unfinished are
+    cancelled at the end (before the test's worker stops, when the test names the worker before
+    this fixture)."""
     contexts: list[BrowserContext] = []
     pages: list[JobPage] = []
 
-    def open_(app: WebApp) -> JobPage:
-        context = browser.new_context(viewport={"width": 1000, "height": 800})
+    def open_(app: WebApp, context: BrowserContext | None = None) -> JobPage:
+        if context is None:
+            context = browser.new_context(viewport={"width": 1000, "height": 800})
         context.set_default_timeout(TIMEOUT_S * 1000)
-        contexts.append(context)
+        contexts.append(context)  # closing one twice is harmless
         tab = context.new_page()
         # Vite's client in the page reloads it when the dev server comes back after a restart (even
         # with VITE_HMR=false); a production frontend is static files and does not. Its socket is
@@ -130,6 +133,7 @@ def test_page_follows_its_job_across_an_app_restart(
     own_app: Callable[..., OwnApp],
     open_page: Callable[[WebApp], JobPage],
     settings: Settings,
+    c: Clients,
 ) -> None:
     extra = {}
     if state_manager == "redis":
@@ -138,7 +142,7 @@ def test_page_follows_its_job_across_an_app_restart(
     page = open_page(app)
     # Lives only as long as the document: a reload drops it.
     page.page.evaluate("window.__notReloaded = true")
-    job_id = page.submit(RESTART_N)
+    job_id = page.submit(BIG_N)
     page.wait_running(job_id, min_step=100)
 
     app.stop()
@@ -151,47 +155,74 @@ def test_page_follows_its_job_across_an_app_restart(
     # The same page reconnects by itself, shows the job again and follows it live.
     expect(toast).to_have_count(0)
     seen = page.wait_step_change(job_id, frozen)
-    assert page.step(job_id)[0] < RESTART_N, "the job ended before the page reconnected: make it longer"
     later = page.wait_step_change(job_id, seen)
     assert parse_step(later)[0] > parse_step(seen)[0]
-    page.wait_status(job_id, "succeeded")
-    expect(page.step_text(job_id)).to_have_text(f"{RESTART_N:,}/{RESTART_N:,}")
+    cancel_on_page(page, job_id, c)
     assert page.card_ids() == [job_id]
     assert page.page.evaluate("window.__notReloaded === true"), "the page was reloaded"
     page.assert_clean()
 
 
-def test_per_browser_limit_on_unfinished_jobs(
+def test_the_limit_on_unfinished_jobs_holds_across_tabs_and_every_accepted_job_comes_back(
+    browser: Browser,
     start_worker: Callable[..., Child],
     own_app: Callable[..., OwnApp],
-    open_page: Callable[[WebApp], JobPage],
+    open_page: Callable[..., JobPage],
     c: Clients,
 ) -> None:
-    # No worker yet: the jobs stay queued (unfinished) and the page stays still.
-    page = open_page(own_app("limit", 20, MAX_JOBS_PER_BROWSER="2"))
-    first = page.submit(100)
-    second = page.submit(100)
+    # No worker yet: the jobs stay queued (unfinished) and the pages stay still.
+    app = own_app("limit", 20, MAX_JOBS_PER_BROWSER="2")
+    left = open_page(app)
+    context = left.page.context
+    right = open_page(app, context)  # a second tab of the same browser
+    first = left.submit(100)
+    second = right.submit(100)
     keys = snapshot_keys(c)
     assert {snapshot_key(first), snapshot_key(second)} <= keys
 
-    page.type_n("100")
-    error = page.page.get_by_test_id("job-error")
-    expect(error).to_have_text("At most 2 unfinished jobs per browser: wait for one to finish or cancel one.")
-    assert page.card_ids() == [second, first]
+    # Each tab shows one job, yet the browser holds two: neither tab may start a third.
+    refused = "At most 2 unfinished jobs per browser: wait for one to finish or cancel one."
+    for tab in (left, right):
+        tab.type_n("100")
+        expect(tab.page.get_by_test_id("job-error")).to_have_text(refused)
+    assert (left.card_ids(), right.card_ids()) == ([first], [second])
     assert snapshot_keys(c) == keys
-    assert sorted(cookie_ids(page.page.context)) == sorted([first, second])
+    assert sorted(cookie_ids(context)) == sorted([first, second])
 
-    page.card(first).get_by_test_id("job-cancel").click()
-    page.wait_status(first, "cancelled", timeout_s=TIMEOUT_S)
-    third = page.submit(100)
-    expect(error).to_have_count(0)
-    assert page.card_ids() == [third, second, first]
+    # A job cancelled in one tab frees its place for the other.
+    left.card(first).get_by_test_id("job-cancel").click()
+    left.wait_status(first, "cancelled", timeout_s=TIMEOUT_S)
+    third = right.submit(100)
+    expect(right.page.get_by_test_id("job-error")).to_have_count(0)
+    left.type_n("100")
+    expect(left.page.get_by_test_id("job-error")).to_have_text(refused)
     assert snapshot_keys(c) - keys == {snapshot_key(third)}
-    expect(page.status(second)).to_have_text("queued")
+    wait_for(lambda: sorted(cookie_ids(context)) == sorted([second, third]), TIMEOUT_S, "the cookie to follow")
+
+    # The browser is closed with both tabs and opened again: every accepted job comes back.
+    for tab in (left, right):
+        tab.assert_clean()
+    cookies = context.cookies()
+    context.close()
+    reopened = browser.new_context(viewport={"width": 1000, "height": 800})
+    reopened.add_cookies(cookies)  # type: ignore[arg-type]
+    later = open_page(app, reopened)
+    expect(later.cards).to_have_count(2)
+    assert later.card_ids() == [third, second]
+    # They come back from the browser's index on the server too, without the jobs cookie.
+    without_jobs_cookie = browser.new_context(viewport={"width": 1000, "height": 800})
+    browser_cookie = [cookie for cookie in cookies if cookie["name"] == BROWSER_COOKIE_NAME]
+    assert len(browser_cookie) == 1
+    without_jobs_cookie.add_cookies(browser_cookie)  # type: ignore[arg-type]
+    again = open_page(app, without_jobs_cookie)
+    expect(again.cards).to_have_count(2)
+    assert again.card_ids() == [third, second]
+    again.type_n("100")
+    expect(again.page.get_by_test_id("job-error")).to_have_text(refused)
 
     start_worker("w")
-    page.wait_status(third, "succeeded")
-    page.wait_status(second, "succeeded")
-    expect(page.step_text(third)).to_have_text("100/100")
-    expect(page.status(first)).to_have_text("cancelled")
-    page.assert_clean()
+    for page in (later, again):
+        page.wait_status(third, "succeeded")
+        page.wait_status(second, "succeeded")
+        expect(page.step_text(third)).to_have_text("100/100")
+        page.assert_clean()

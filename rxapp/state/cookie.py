@@ -1,5 +1,5 @@
-"""The cookie naming a browser's unfinished jobs: an `rx.Cookie` read on each (re)connect, changed
-by scripts run in the browser.
+"""The browser's cookies: its id, and the ids of its unfinished jobs (an `rx.Cookie` read on each
+(re)connect). Both are changed only by scripts run in the browser.
 
 Every tab of a browser shares the cookie but has its own state. A tab that wrote its own list of
 jobs (as an `rx.Cookie` var does when it is assigned) would drop the jobs other tabs added, so the
@@ -10,19 +10,23 @@ script run, with the same name, path, SameSite and max age as the var.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import reflex as rx
-from reflex.event import EventSpec
+from reflex.event import EventSpec, EventType
 
 from settings import get_settings
+from tasks.model import JOB_ID_RE
 
 COOKIE_NAME = "jobstream_jobs"
+BROWSER_COOKIE_NAME = "jobstream_browser"
 MAX_AGE_S = 400 * 24 * 3600  # browsers cap a cookie's life at 400 days
 
 # Keep the well-formed ids a page load reads (the first `keep`), drop `remove`, put `add` first.
-UPDATE_JS = """(({name, add, remove, keep, maxAge}) => {
-  const idRe = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+UPDATE_JS = """(({name, add, remove, keep, maxAge, idPattern}) => {
+  const idRe = new RegExp(`^${idPattern}$`);
   const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
   let ids = [];
   try {
@@ -52,5 +56,29 @@ def update_cookie(add: Iterable[str] = (), remove: Iterable[str] = ()) -> EventS
         "remove": list(remove),
         "keep": get_settings().max_jobs_per_browser,
         "maxAge": max_age_s(),
+        "idPattern": JOB_ID_RE.pattern,
     }
     return rx.call_script(f"{UPDATE_JS}({json.dumps(args)})")
+
+
+# The browser's id: the one its cookie holds, else `proposed` from now on. Read and written in one
+# script run, so a tab opened later takes the id an earlier tab set instead of making its own.
+BROWSER_JS = """(({name, proposed, maxAge, idPattern}) => {
+  const idRe = new RegExp(`^${idPattern}$`);
+  const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
+  const current = found ? found.slice(name.length + 1) : "";
+  if (idRe.test(current)) return current;
+  document.cookie = `${name}=${proposed}; path=/; max-age=${maxAge}; samesite=lax`;
+  return proposed;
+})"""
+
+
+def identify_browser(callback: EventType[Any]) -> EventSpec:
+    """Ask the browser for its id (made now if it has none); `callback` receives it."""
+    args = {
+        "name": BROWSER_COOKIE_NAME,
+        "proposed": str(uuid.uuid4()),
+        "maxAge": MAX_AGE_S,
+        "idPattern": JOB_ID_RE.pattern,
+    }
+    return rx.call_script(f"{BROWSER_JS}({json.dumps(args)})", callback=callback)

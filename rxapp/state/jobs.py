@@ -8,16 +8,19 @@ import time
 from collections.abc import Iterable
 from urllib.parse import unquote
 
+import redis
 import reflex as rx
+from reflex.event import EventHandler, EventSpec
 
 from rxapp.hub import PRESENCE_CHECK_S, RESYNC, hub
 from rxapp.jobview import JobView, is_newer, job_view
-from rxapp.state.cookie import jobs_cookie, update_cookie
+from rxapp.state.cookie import identify_browser, jobs_cookie, update_cookie
 from settings import get_settings
-from tasks import service
+from tasks import owners, service
 from tasks.clients import clients
 from tasks.joblog import JobLogError
-from tasks.model import InvalidInput, JobNotFound, JobState, is_job_id
+from tasks.model import InvalidInput, JobNotFound, JobState, TooManyJobs, is_job_id
+from tasks.owners import is_owner_id
 
 # A page that lost its socket gets this long to come back before its watcher ends.
 RECONNECT_GRACE_S = 15.0
@@ -83,6 +86,10 @@ class JobsState(rx.State):
     cookie: str = jobs_cookie()
     # Each new watcher takes the next number; an older one sees it is superseded and ends.
     _watch_gen: int = 0
+    # The browser's id (its cookie, read by a script on load): whose jobs count against the limit.
+    _browser: str = ""
+    # A form submitted before the browser's id was known, sent once it is.
+    _pending_form: dict | None = None
 
     def _cards(self) -> list[JobView]:
         """The cards as stored, without Reflex's change-tracking proxy: they are only read, and
@@ -110,10 +117,27 @@ class JobsState(rx.State):
         ]
 
     @rx.event
-    async def load_jobs(self):
-        """On page load: show the jobs named in the cookie; finished and unknown ones leave the cookie."""
+    def load_jobs(self):
+        """On page load: learn the browser's id, then `recover` its jobs."""
+        return identify_browser(JobsState.recover)
+
+    @rx.event
+    async def recover(self, browser_id: str):
+        """Show the browser's jobs: those its index in Redis holds, then those named in its cookie.
+        Finished and unknown ones leave the cookie (and the index) once shown."""
+        if not is_owner_id(browser_id):
+            self._pending_form = None
+            self.error = "This page needs cookies to remember your jobs: please allow them for this site."
+            return None
+        self._browser = browser_id
         raw = self.cookie if isinstance(self.cookie, str) else ""  # a client other than a browser may send anything
-        ids = ids_from_cookie(raw, get_settings().max_jobs_per_browser)
+        limit = get_settings().max_jobs_per_browser
+        try:
+            indexed = await asyncio.to_thread(owners.recent, clients().redis, browser_id)
+        except redis.RedisError:  # the cookie still names the jobs
+            indexed = []
+        from_cookie = ids_from_cookie(raw, limit)
+        ids = list(dict.fromkeys(indexed[:limit] + from_cookie))
         try:
             states = await fetch_states(ids)
         except (JobLogError, OSError) as exc:
@@ -121,34 +145,43 @@ class JobsState(rx.State):
             return None
         known = self._job_ids()
         new = [job_view(states[job_id]) for job_id in ids if job_id in states and job_id not in known]
-        # The cookie lists ids newest first: keep that order among jobs that started at once.
+        # Ids come newest first: keep that order among jobs that started at once.
         for newer, older in itertools.pairwise(new):
             older.submitted_at = min(older.submitted_at, newer.submitted_at)
         self.jobs = sorted(self._cards() + new, key=lambda job: job.submitted_at, reverse=True)
         self._apply(states.values())
-        events = []
+        events: list[EventSpec | EventHandler] = []
         if raw:  # also drops what is not a job id
-            gone = [job_id for job_id in ids if job_id not in states or states[job_id].status.finished]
+            gone = [job_id for job_id in from_cookie if job_id not in states or states[job_id].status.finished]
             events.append(update_cookie(remove=gone))
-        if self._unfinished_ids():
+        if self._pending_form is not None:  # submitted before the browser's id was known
+            form, self._pending_form = self._pending_form, None
+            events += await self._start(form)  # with a watcher when it started a job
+        if JobsState.watch not in events and self._unfinished_ids():
             events.append(JobsState.watch)
         return events
 
     @rx.event
     async def submit(self, form_data: dict):
-        """Start a job of N steps; bad input shows a message and creates nothing."""
-        limit = get_settings().max_jobs_per_browser
-        if len(self._unfinished_ids()) >= limit:
-            self.error = f"At most {limit} unfinished jobs per browser: wait for one to finish or cancel one."
-            return None
+        """Start a job of N steps; bad input, or a browser at its limit of unfinished jobs, shows a
+        message and creates nothing."""
+        if not self._browser:
+            self._pending_form = dict(form_data)
+            return identify_browser(JobsState.recover)
+        return await self._start(form_data)
+
+    async def _start(self, form_data: dict) -> list[EventSpec | EventHandler]:
         try:
-            state = await asyncio.to_thread(service.submit_job, form_data.get("n"), clients())
+            state = await asyncio.to_thread(service.submit_job, form_data.get("n"), clients(), self._browser)
         except InvalidInput as exc:
             self.error = str(exc).capitalize() + "."
-            return None
+            return []
+        except TooManyJobs as exc:
+            self.error = str(exc)
+            return []
         except Exception as exc:  # noqa: BLE001 - Redis or the Celery broker down: say so, create nothing
             self.error = f"The job could not be queued: {exc}"
-            return None
+            return []
         self.error = ""
         self.jobs = [job_view(state), *self._cards()]
         return [update_cookie(add=[state.job_id]), JobsState.watch]
