@@ -19,6 +19,7 @@ from honcho.manager import Manager
 from honcho.printer import Printer
 
 from settings import PROJECT_ROOT, Settings, child_env, get_settings
+from stack.processes import WORKER_ENV
 from stack.services import ServiceError, plan
 
 STOPPED_BY_LAUNCH = {-15, -9, 143, 137, 130}
@@ -65,10 +66,9 @@ def app_commands(settings: Settings) -> dict[str, str]:
     python = shlex.quote(sys.executable)
     wait = f"{python} -m stack.services && exec"
     beat_schedule = shlex.quote(str(settings.run_dir / "celerybeat-schedule"))
+    worker_env = shlex.join(f"{name}={value}" for name, value in WORKER_ENV.items())
     return {
-        # SIGTERM hands running jobs back to the queue at once (Celery's cold shutdown restores
-        # unacknowledged messages); the next worker resumes them after their last logged step.
-        "worker": f"{wait} env REMAP_SIGTERM=SIGQUIT {python} -m celery -A tasks.celery_app worker -E --loglevel=INFO",
+        "worker": f"{wait} env {worker_env} {python} -m celery -A tasks.celery_app worker -E --loglevel=INFO",
         "beat": f"{wait} {python} -m celery -A tasks.celery_app beat --loglevel=INFO -s {beat_schedule}",
         "web": f"{wait} {python} -m reflex run --loglevel info",
     }

@@ -19,6 +19,10 @@ from settings import PROJECT_ROOT, child_env
 
 VENV_BIN = Path(sys.executable).parent
 PR_SET_PDEATHSIG = 1
+# What a Celery worker of Jobstream's runs with, wherever it is started (compose sets the same):
+# SIGTERM hands running jobs back to the queue at once (Celery's cold shutdown restores
+# unacknowledged messages) instead of waiting for them to end; the next worker resumes them.
+WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}
 
 
 class ProcessError(RuntimeError):
@@ -127,7 +131,7 @@ class CeleryWorker(Child):
         command += ["-c", str(concurrency), "--loglevel=INFO", "--without-mingle", "--without-gossip"]
         if beat:  # Celery beat inside the worker: the periodic stalled-job check runs too
             command += ["-B", "-s", str(log_dir / f"beat-{name}")]
-        worker_env = {**child_env(), **(env or {}), "REMAP_SIGTERM": "SIGQUIT"}
+        worker_env = {**child_env(), **(env or {}), **WORKER_ENV}
         super().__init__(name, command, log_dir / f"worker-{name}.log", worker_env, die_with_parent)
         self.timeout_s = timeout_s
         if wait:

@@ -124,7 +124,9 @@ def _steps(
         raise
     except Exception as exc:  # the job's own work failed: that is the job's result, not a crash
         log.exception("job %s failed at step %d", job_id, step)
-        return JobState(job_id, step, total, JobStatus.FAILED, now(), started_at, error=f"{type(exc).__name__}: {exc}")
+        # The step that raised was not done: the job ends on the last step its log holds.
+        error = f"{type(exc).__name__}: {exc}"
+        return JobState(job_id, step - 1, total, JobStatus.FAILED, now(), started_at, error=error)
     return JobState(job_id, total, total, JobStatus.SUCCEEDED, now(), started_at)
 
 

@@ -10,16 +10,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from rxapp.hub import RESYNC, ProgressHub
 from settings import Settings, load_settings
 from stack import services
-from stack.processes import Child, free_port
+from stack.processes import VENV_BIN, Child, free_port
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import run_async, wait_finished, wait_for
+from tests.conftest import http_ok, run_async, wait_finished, wait_for
+from tests.test_api import call
 from tests.test_pipeline import assert_complete_log, read_log
 
 
@@ -131,14 +131,17 @@ def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker):
     def restart() -> None:
         server.stop()
         # Redis is gone: the worker keeps stepping and logging, get_job answers from Kafka.
-        first = _topic_last_step(oc, state.job_id)
-        wait_for(lambda: _topic_last_step(oc, state.job_id) > first + 100, what="steps logged without Redis")
+        during["at_outage"] = _topic_last_step(oc, state.job_id)
+        wait_for(lambda: _topic_last_step(oc, state.job_id) > during["at_outage"] + 100, what="steps without Redis")
         during["kafka_step"] = service.get_job(state.job_id, oc).step
         server.start()
         during["after_restart"] = service.get_job(state.job_id, oc).step  # the snapshot was lost: from Kafka
 
     seen = run_async(_follow_through_restart(own.redis_url, state.job_id, restart))
-    assert during["kafka_step"] > 200
+    # Steps taken while Redis was down: only the job's log could have told them.
+    assert during["kafka_step"] > during["at_outage"] + 100
+    # Redis came back empty, and the job's state did not go back.
+    assert during["after_restart"] >= during["kafka_step"]
     assert RESYNC in seen, "the listener reconnected and told its page to re-read"
     final = seen[-1]
     assert final is not None
@@ -194,12 +197,40 @@ def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker):
     assert_complete_log(read_log(own, job.job_id), job.job_id, 300)
 
 
-def test_redis_outage_makes_the_api_answer_from_kafka_not_crash(c: Clients, own_redis, worker: Child):
+def test_the_api_answers_from_kafka_and_503_while_redis_is_down(own_redis, start_worker, tmp_path: Path):
+    """Through HTTP, on an API server of its own whose Redis the test stops and starts again."""
     server, own = own_redis
-    oc = Clients(own)
-    state = service.submit_job(50, c)  # runs on the session's Redis; its log is in the shared broker
-    final = wait_finished(c, state.job_id)
-    server.stop()
-    with pytest.raises(redis.ConnectionError):
-        oc.redis.ping()
-    assert service.get_job(state.job_id, oc) == final
+    start_worker("api", concurrency=1, REDIS_URL=own.redis_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/jobs"
+    command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+    api = Child("api", [*command, "rxapp.api:api"], tmp_path / "api.log", {**os.environ, "REDIS_URL": own.redis_url})
+    try:
+        api.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/openapi.json"), 60, "the API serving")
+        status, done = call("POST", base, {"n": 50})
+        assert status == 202
+        final = wait_for(lambda: (s := call("GET", f"{base}/{done['job_id']}")[1])["status"] == "succeeded" and s,
+                         what="the job to succeed")  # fmt: skip
+        _, running = call("POST", base, {"n": 1_000_000})
+        wait_for(lambda: call("GET", f"{base}/{running['job_id']}")[1]["step"] > 0, what="the long job to run")
+
+        server.stop()
+        # What the log knows, the API still answers: from Kafka.
+        assert call("GET", f"{base}/{done['job_id']}") == (200, final)
+        status, log = call("GET", f"{base}/{done['job_id']}/log")
+        assert status == 200
+        assert_complete_log(log["records"], done["job_id"], 50)
+        # What needs Redis is refused as unavailable, without the server's address, and creates nothing.
+        for method, url, body in [("POST", base, {"n": 5}), ("POST", f"{base}/{running['job_id']}/cancel", None)]:
+            status, answer = call(method, url, body)
+            assert status == 503, answer
+            assert answer["error"].startswith("a service Jobstream needs is unreachable"), answer
+            assert str(server.service.port) not in answer["error"]
+
+        server.start()  # empty: the running job's snapshot comes back with its next publish
+        assert call("POST", f"{base}/{running['job_id']}/cancel")[0] == 200
+        cancelled = wait_for(lambda: (s := call("GET", f"{base}/{running['job_id']}")[1])["status"] == "cancelled"
+                             and s, what="the cancel")  # fmt: skip
+        assert cancelled["step"] > 0
+    finally:
+        api.stop()

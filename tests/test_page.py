@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, WebSocketRoute, expect
 
+from rxapp.state.cookie import BROWSER_COOKIE_NAME, MAX_AGE_S, max_age_s
 from rxapp.state.jobs import RECONNECT_GRACE_S
 from settings import Settings
 from stack.processes import Child
@@ -99,9 +101,18 @@ def test_job_runs_live_to_success(open_page: Callable[..., JobPage], c: Clients)
     page.assert_clean()
 
 
-def test_reload_recovers_the_running_job(open_page: Callable[..., JobPage]) -> None:
+def cancel_on_page(page: JobPage, job_id: str, c: Clients) -> None:
+    """Cancel a running job from its card; the card ends on exactly the step the log ends on."""
+    page.card(job_id).get_by_test_id("job-cancel").click()
+    page.wait_status(job_id, "cancelled", timeout_s=TIMEOUT_S)
+    state = wait_finished(c, job_id, timeout_s=TIMEOUT_S)
+    assert state.status is JobStatus.CANCELLED
+    expect(page.step_text(job_id)).to_have_text(f"{state.step:,}/{state.total:,}")
+
+
+def test_reload_recovers_the_running_job(open_page: Callable[..., JobPage], c: Clients) -> None:
     page = open_page()
-    job_id = page.submit(4000)
+    job_id = page.submit(BIG_N)
     page.wait_running(job_id, min_step=100)
     assert job_id in cookie_ids(page.page.context)
 
@@ -110,9 +121,22 @@ def test_reload_recovers_the_running_job(open_page: Callable[..., JobPage]) -> N
     expect(page.cards).to_have_count(1)
     seen = page.step_text(job_id).inner_text()
     assert page.wait_step_change(job_id, seen) != seen  # live again, not a stale copy
-    page.wait_status(job_id, "succeeded")
-    expect(page.step_text(job_id)).to_have_text("4,000/4,000")
+    cancel_on_page(page, job_id, c)
     page.assert_clean()
+
+
+def test_the_cookies_are_site_wide_lax_and_kept_as_long_as_their_jobs(open_page: Callable[..., JobPage]) -> None:
+    page = open_page()
+    job_id = page.submit(BIG_N)
+    page.wait_running(job_id)
+    context = page.page.context
+    wait_for(lambda: job_id in cookie_ids(context), TIMEOUT_S, "the job in the cookie")
+    cookies = {cookie["name"]: cookie for cookie in context.cookies()}
+    now = time.time()
+    for name, max_age in ((COOKIE_NAME, max_age_s()), (BROWSER_COOKIE_NAME, MAX_AGE_S)):
+        cookie = cookies[name]
+        assert (cookie["path"], cookie["sameSite"]) == ("/", "Lax"), cookie
+        assert now + max_age - 120 < cookie["expires"] <= now + max_age + 1, (cookie, max_age)
 
 
 def test_new_context_with_the_cookies_shows_the_final_state(
@@ -202,14 +226,16 @@ def test_the_log_opens_only_for_a_job_of_this_page(
     other.wait_status(theirs, "succeeded")
     page = JobPage(new_context().new_page(), web.frontend + "/")
     mine: list[str] = []
+    asked: list[str] = []
 
     def ask_for_theirs(ws: WebSocketRoute) -> None:
         """A client that is not a browser could send any id in the event that opens the log."""
         server = ws.connect_to_server()
 
         def to_server(message: str | bytes) -> None:
-            if isinstance(message, str) and "log_state.open" in message and mine:
+            if isinstance(message, str) and "log_state.open" in message and mine and mine[0] in message:
                 message = message.replace(mine[0], theirs)
+                asked.append(message)
             server.send(message)
 
         ws.on_message(to_server)
@@ -221,6 +247,7 @@ def test_the_log_opens_only_for_a_job_of_this_page(
     page.card(mine[0]).get_by_test_id("job-log-open").click()
     # The page's events are handled in order: once the next one's card shows, the log event was handled.
     page.wait_status(page.submit(10), "succeeded")
+    assert asked, "the event that opens the log carried the other browser's job id"
     expect(page.page.get_by_test_id("job-log")).to_have_count(0)
     assert theirs not in page.card_ids()
     page.assert_clean()
@@ -294,8 +321,10 @@ TAMPERED = {
 PLACEHOLDER = "tampered-cookie-placeholder"
 
 
-def send_on_hydrate(page: JobPage, value: str) -> None:
-    """Replace the placeholder cookie value in the page's hydrate event with `value`."""
+def send_on_hydrate(page: JobPage, value: str) -> list[str]:
+    """Replace the placeholder cookie value in the page's hydrate event with `value`; the returned
+    list gets the name of each event the value was written into."""
+    replaced: list[str] = []
 
     def route(ws: WebSocketRoute) -> None:
         server = ws.connect_to_server()
@@ -303,11 +332,13 @@ def send_on_hydrate(page: JobPage, value: str) -> None:
         def to_server(message: str | bytes) -> None:
             if isinstance(message, str) and PLACEHOLDER in message:
                 message = message.replace(PLACEHOLDER, value)
+                replaced.append(message[:120])
             server.send(message)
 
         ws.on_message(to_server)
 
     page.page.route_web_socket(re.compile(r"/_event"), route)
+    return replaced
 
 
 @pytest.mark.parametrize("case", [*TAMPERED, "other-context-job"])
@@ -326,9 +357,10 @@ def test_tampered_cookie_is_harmless(
     cookie_value = PLACEHOLDER if len(value) > 3500 else value
     context.add_cookies([{"name": COOKIE_NAME, "value": cookie_value, "url": web.frontend}])
     page = JobPage(context.new_page(), web.frontend + "/")
-    if cookie_value != value:
-        send_on_hydrate(page, value)
+    replaced = send_on_hydrate(page, value) if cookie_value != value else None
     page.open()
+    if replaced is not None:
+        wait_for(lambda: replaced, TIMEOUT_S, "the tampered value to be sent on the socket")
 
     # The page cleans the cookie once it has read it: nothing in it is an unfinished job.
     wait_for(lambda: cookie_ids(context) == [], TIMEOUT_S, "the page to clean the cookie")

@@ -128,6 +128,13 @@ def stop_launch(process: subprocess.Popen[str]) -> str:
     return output
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
+
+
 def descendants(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-e", "-o", "pid=,pgid=,ppid="], check=True, capture_output=True, text=True).stdout
     rows = [tuple(map(int, line.split())) for line in out.splitlines()]
@@ -149,6 +156,11 @@ def test_make_run_serves_the_app_and_ctrl_c_stops_everything_it_started(launch, 
         assert "Jobstream" in response.read().decode()
     children = descendants(launch.pid)
     assert len(children) >= 5, "redis, kafka, worker, beat and web run under the launch"
+    # The worker users get hands its jobs back on SIGTERM (tests/test_faults.py shows what that gives).
+    workers = [pid for pid in children if b"worker" in cmdline(pid) and b"celery" in cmdline(pid)]
+    assert workers, "a Celery worker runs under the launch"
+    for pid in workers:
+        assert b"REMAP_SIGTERM=SIGQUIT" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
 
     launch.send_signal(signal.SIGINT)
     output, _ = launch.communicate(timeout=60)
@@ -169,6 +181,7 @@ def test_a_reused_redis_survives_the_launch(settings: Settings, tmp_path: Path) 
         system_log = tmp_path / "logs" / "system.log"
         started = lambda: system_log.exists() and system_log.read_text().count(" started (pid=") >= 4  # noqa: E731
         wait_for(lambda: process.poll() is not None or started(), 60, "the launch to start")
+        assert process.poll() is None, "the launch ended by itself instead of running until stopped"
     finally:
         output = stop_launch(process)
     assert "reusing the redis" in output
