@@ -32,7 +32,7 @@ run: install
 # Browser tests need Chromium; the compose check needs docker-compose. Installed as root where missing.
 system-deps:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
-	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

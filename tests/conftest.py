@@ -70,6 +70,25 @@ def wait_for(check: Callable[[], object], timeout_s: float = 30.0, what: str = "
         time.sleep(every_s)
 
 
+SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a skipped test fails the run: whatever a test needs, CI must install or start."""
+    if os.environ.get("CI") and SKIPPED and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if os.environ.get("CI") and SKIPPED:
+        terminalreporter.write_line(f"CI is set: {len(SKIPPED)} skipped tests fail the run: {SKIPPED[:10]}", red=True)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return get_settings()
