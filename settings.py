@@ -164,6 +164,43 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     return Settings(**values)
 
 
+# Each way of running Jobstream keeps to its own Redis database, broker port, run folder and web
+# ports, so a test or benchmark run never touches a running `make run`, nor one another. Only what
+# differs from the defaults is listed; a value set in the environment always wins. The README shows it.
+ENVIRONMENTS: dict[str, dict[str, str]] = {
+    "run": {},
+    "test": {
+        "REDIS_URL": "redis://127.0.0.1:6379/15",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+        "FRONTEND_PORT": "3100",
+        "BACKEND_PORT": "8100",
+        "STEP_DELAY_MS": "2",
+        "RUN_DIR": ".run/test",
+    },
+    "bench": {
+        "REDIS_URL": "redis://127.0.0.1:6379/13",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19095",
+        "BACKEND_PORT": "8600",
+        "STEP_DELAY_MS": "0",
+        "RUN_DIR": ".run/bench",
+    },
+    "load": {
+        "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19097",
+        "RUN_DIR": ".run/load",
+    },
+}
+
+
+def use_environment(name: str) -> Settings:
+    """For an entry point (the tests, the bench, the load run), before anything reads settings: the
+    named environment's values where the environment has none, kept for the processes it starts."""
+    for key, value in ENVIRONMENTS[name].items():
+        os.environ.setdefault(key, value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
 def child_env() -> dict[str, str]:
     """The environment for processes Jobstream starts: this one's, passed on unchanged."""
     return dict(os.environ)
@@ -172,14 +209,18 @@ def child_env() -> dict[str, str]:
 def reflex_environment(settings: Settings) -> dict[str, str]:
     """Reflex options that Reflex reads only from the environment, as Jobstream runs it.
 
+    npm installs the frontend's packages: Reflex's default, bun, comes from an install script that
+    cannot always be fetched. No check for a newer Reflex at start.
+
     With page state in Redis, every live update would otherwise take the page's lock in Redis, read
     its state and write it back. Reflex's opportunistic lock keeps a page's state in the process that
     updates it until the hold time passes or another process asks for it (bench:
     `e2e_latency_redis_state_ms`). The hold time stays under Reflex's 1 s warning for a held lock.
     """
-    if not settings.reflex_redis_url:
-        return {}
-    return {"REFLEX_OPLOCK_ENABLED": "true", "REFLEX_OPLOCK_HOLD_TIME": "500ms"}
+    options = {"REFLEX_USE_NPM": "1", "REFLEX_CHECK_LATEST_VERSION": "0"}
+    if settings.reflex_redis_url:
+        options |= {"REFLEX_OPLOCK_ENABLED": "true", "REFLEX_OPLOCK_HOLD_TIME": "500ms"}
+    return options
 
 
 def apply_reflex_environment(settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Jobstream's worker loop itself: `tasks.runner.run_job` in this process, at STEP_DELAY_MS=0.
+"""Jobstream's worker loop itself: `tasks.worker.runner.run_job` in this process, at STEP_DELAY_MS=0.
 
 Each run is timed from the call to its return: lease, resume check, every step, the final record,
 the flush that waits for the broker to acknowledge all of them, the final publish. The log is then
@@ -21,9 +21,10 @@ from bench.measure import (
     series_points,
 )
 from bench.stack import BenchError, BenchStack
-from tasks import progress, runner
+from tasks import progress
 from tasks.joblog import topic_name
 from tasks.model import JobStatus
+from tasks.worker import runner
 
 
 def run_once(stack: BenchStack, n: int) -> Run:

@@ -123,7 +123,7 @@ class Worker(CeleryWorker):
         self,
         settings: Settings,
         concurrency: int = 1,
-        app: str = "tasks.celery_app",
+        app: str = "tasks.worker.celery_app",
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> None:

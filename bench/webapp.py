@@ -36,8 +36,6 @@ class ReflexApp:
         env = {
             **os.environ,
             "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "REFLEX_USE_NPM": "1",
-            "REFLEX_CHECK_LATEST_VERSION": "0",
             # Reflex 0.10 in prod serves everything on one port and refuses two different ones.
             "FRONTEND_PORT": str(self.port),
             "API_URL": settings.api_url,

@@ -68,19 +68,16 @@ def app_commands(settings: Settings) -> dict[str, str]:
     beat_schedule = shlex.quote(str(settings.run_dir / "celerybeat-schedule"))
     worker_env = shlex.join(f"{name}={value}" for name, value in WORKER_ENV.items())
     return {
-        "worker": f"{wait} env {worker_env} {python} -m celery -A tasks.celery_app worker -E --loglevel=INFO",
-        "beat": f"{wait} {python} -m celery -A tasks.celery_app beat --loglevel=INFO -s {beat_schedule}",
+        "worker": f"{wait} env {worker_env} {python} -m celery -A tasks.worker.celery_app worker -E --loglevel=INFO",
+        "beat": f"{wait} {python} -m celery -A tasks.worker.celery_app beat --loglevel=INFO -s {beat_schedule}",
         "web": f"{wait} {python} -m reflex run --loglevel info",
     }
 
 
 def app_env() -> dict[str, str]:
-    """The environment of the app's processes: the venv's tools (node, npm, celery, reflex) first,
-    npm for Reflex (bun cannot always be fetched), and no update checks at start."""
+    """The environment of the app's processes: the venv's tools (node, npm, celery, reflex) first."""
     env = child_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("REFLEX_USE_NPM", "1")
-    env.setdefault("REFLEX_CHECK_LATEST_VERSION", "0")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

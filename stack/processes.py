@@ -124,7 +124,7 @@ class CeleryWorker(Child):
         beat: bool = False,
         die_with_parent: bool = False,
         timeout_s: float = 60.0,
-        app: str = "tasks.celery_app",
+        app: str = "tasks.worker.celery_app",
         wait: bool = True,
     ) -> None:
         command = [str(VENV_BIN / "celery"), "-A", app, "worker", "-E", "-n", name]

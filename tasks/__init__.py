@@ -1,1 +1,2 @@
-"""The Celery side of Jobstream: the job model, its Kafka log, its Redis progress and the tasks."""
+"""Jobs: the shared job core (model, Kafka log, Redis progress, owners, service) and, in
+`tasks.worker`, the Celery side that runs them."""

@@ -28,10 +28,11 @@ class Clients:
 
     @cached_property
     def celery(self) -> Celery:
-        """The Celery app that sends tasks to the broker in these settings."""
-        from tasks.celery_app import app, make_app
-
-        return app if app.conf.broker_url == self.settings.redis_url else make_app(self.settings)
+        """Sends tasks by name to the broker in these settings (the worker's app, with everything
+        that runs them, is tasks.worker.celery_app)."""
+        app = Celery("jobstream", broker=self.settings.redis_url, set_as_current=False)
+        app.conf.update(task_send_sent_event=True, broker_connection_retry_on_startup=True)
+        return app
 
     @cached_property
     def admin(self) -> JobLogAdmin:

@@ -113,7 +113,7 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     """Hand back to the queue the started, unfinished jobs whose runner died with its worker.
 
     A runner renews its job's lease while it runs; a lapsed lease means no one runs the job. The
-    task it gets back resumes after the last step in the job's log (see tasks.runner.run_job).
+    task it gets back resumes after the last step in the job's log (see tasks.worker.runner.run_job).
     """
     recovered = []
     running = cast(dict[bytes, bytes], c.redis.hgetall(progress.RUNNING_KEY))

@@ -1,6 +1,6 @@
 """Fixtures that run the real thing: Redis, the Kafka broker, Celery workers, the Reflex app.
 
-The tests use their own Redis database and broker port (the defaults below), started with the
+The tests use their own Redis database and broker port (settings.ENVIRONMENTS["test"]), started with the
 same reuse-or-embed logic as `make run`, so a running `make run` stack is neither touched nor
 needed. Override any of them through the environment.
 """
@@ -19,28 +19,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
+import redis
 from playwright.sync_api import Browser, expect, sync_playwright
 
-TEST_ENV = {
-    "REDIS_URL": "redis://127.0.0.1:6379/15",
-    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
-    "FRONTEND_PORT": "3100",
-    "BACKEND_PORT": "8100",
-    "STEP_DELAY_MS": "2",
-    "RUN_DIR": ".run/test",
-    "REFLEX_USE_NPM": "1",
-    "REFLEX_CHECK_LATEST_VERSION": "0",
-}
-for _name, _value in TEST_ENV.items():
-    os.environ.setdefault(_name, _value)
+from settings import PROJECT_ROOT, Settings, get_settings, use_environment
+from stack import services
+from stack.chromium import CHROMIUM, CHROMIUM_ARGS
+from stack.processes import VENV_BIN, CeleryWorker, Child
+from tasks import service
+from tasks.clients import Clients
+from tasks.model import JobState
+from tests.browser import TIMEOUT_S
 
-from settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
-from stack import services  # noqa: E402
-from stack.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from stack.processes import VENV_BIN, CeleryWorker, Child  # noqa: E402
-from tasks.clients import Clients  # noqa: E402
-from tasks.model import JobState  # noqa: E402
-from tests.browser import TIMEOUT_S  # noqa: E402
+# The tests' own Redis database, broker port, ports and run folder (settings.ENVIRONMENTS), set before
+# anything reads the settings and inherited by every process the tests start.
+use_environment("test")
 
 T = TypeVar("T")
 
@@ -99,8 +92,6 @@ def stack(settings: Settings) -> Iterator[list[services.Service]]:
     """Redis and Kafka for the whole session: reused if they answer, embedded otherwise."""
     planned = services.plan(settings)
     running = [services.start(s, settings) for s in planned if s.embedded]
-    import redis
-
     # The test database starts empty: no Celery messages or snapshots left from an earlier run.
     redis.Redis.from_url(settings.redis_url).flushdb()
     yield planned
@@ -141,8 +132,6 @@ def worker(start_worker: Callable[..., Child]) -> Child:
 
 
 def wait_finished(c: Clients, job_id: str, timeout_s: float = 60) -> JobState:
-    from tasks import service
-
     def finished() -> JobState | None:
         state = service.get_job(job_id, c)
         return state if state.status.finished else None

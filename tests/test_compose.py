@@ -140,7 +140,7 @@ def test_app_keeps_reflex_state_in_redis_apart_from_the_jobs(normalized: str) ->
 def test_worker_sends_task_events_and_hands_its_jobs_back_on_sigterm(normalized: str) -> None:
     worker = service(normalized, "worker")
     command = value_list(worker, "command")
-    assert command[:4] == ["celery", "-A", "tasks.celery_app", "worker"], command
+    assert command[:4] == ["celery", "-A", "tasks.worker.celery_app", "worker"], command
     assert "-E" in command
     # `docker compose stop` sends SIGTERM: the worker's running jobs go back to the queue at once.
     for name, value in WORKER_ENV.items():

@@ -4,6 +4,8 @@ import json
 import uuid
 
 import pytest
+from reflex_base.constants.config import Expiration
+from reflex_base.environment import environment, oplock_hold_time
 
 from rxapp.jobview import format_seconds, is_newer, job_view
 from rxapp.state.jobs import ids_from_cookie
@@ -77,15 +79,14 @@ def test_bad_settings_name_the_setting(name: str, value: str, message: str) -> N
 def test_reflex_state_in_redis_gets_the_opportunistic_lock_unless_the_user_set_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from reflex_base.constants.config import Expiration
-    from reflex_base.environment import environment, oplock_hold_time
-
-    assert reflex_environment(load_settings({})) == {}
+    # Always npm (bun's installer cannot always be fetched) and no version check; no lock in memory.
+    assert reflex_environment(load_settings({})) == {"REFLEX_USE_NPM": "1", "REFLEX_CHECK_LATEST_VERSION": "0"}
     in_redis = load_settings({"REFLEX_REDIS_URL": "redis://127.0.0.1:6379/1"})
     for name in reflex_environment(in_redis):  # unset here, and as before once the test ends
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     apply_reflex_environment(in_redis)
+    assert environment.REFLEX_USE_NPM.get() is True
     # As Reflex reads them: on, and held for less than the time after which Reflex warns.
     assert environment.REFLEX_OPLOCK_ENABLED.get() is True
     assert 0 < oplock_hold_time().total_seconds() * 1000 < Expiration.LOCK_WARNING_THRESHOLD

@@ -16,11 +16,12 @@ from kafka import KafkaConsumer, TopicPartition
 
 from settings import Settings
 from stack.processes import Child
-from tasks import progress, runner, service
-from tasks.celery_app import app as celery_app
+from tasks import progress, service
 from tasks.clients import Clients
 from tasks.joblog import topic_name
 from tasks.model import JobNotFound, JobState, JobStatus
+from tasks.worker import runner
+from tasks.worker.celery_app import app as celery_app
 from tests.conftest import wait_finished, wait_for
 
 
@@ -74,7 +75,7 @@ def submit_watched(c: Clients, n: int) -> tuple[str, Subscriber]:
     subscriber = Subscriber(c.settings, job_id)
     state = JobState(job_id, 0, n, JobStatus.QUEUED, time.time())
     progress.store(c.redis, c.settings, state)
-    celery_app.send_task("tasks.jobs.run_job", args=(job_id, n), task_id=job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(job_id, n), task_id=job_id)
     return job_id, subscriber
 
 
@@ -255,7 +256,7 @@ def test_two_live_copies_of_one_job_run_each_step_once(c: Clients, settings: Set
     wait_for(lambda: service.get_job(state.job_id, c).step > 100, what="the job to run")
     # A second copy of its task, as a redelivery sends it, while the first copy runs: the second waits
     # for the lease, and stops when the first still holds it.
-    celery_app.send_task("tasks.jobs.run_job", args=(state.job_id, state.total), task_id=state.job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(state.job_id, state.total), task_id=state.job_id)
     wait_for(lambda: f"job {state.job_id} is run by another worker; this copy stops" in worker.log(),
              progress.LEASE_MS / 1000 + 30, "the second copy to give way")  # fmt: skip
     assert service.get_job(state.job_id, c).status is JobStatus.RUNNING
@@ -291,7 +292,7 @@ def test_the_purge_runs_as_its_beat_entry_says_on_a_real_worker(c: Clients, star
     start_worker("purge", JOB_RETENTION_HOURS=str(retention_h))
     final = wait_finished(c, service.submit_job(5, c).job_id)
     wait_for(lambda: time.time() > final.ts + retention_h * 3600, what="the retention to pass")
-    celery_app.send_task(entry["task"])  # what beat sends
+    c.celery.send_task(entry["task"])  # what beat sends
     wait_for(lambda: c.redis.zscore(progress.PURGING_KEY, final.job_id) is not None, what="the purge to run")
     with pytest.raises(JobNotFound):
         service.get_job(final.job_id, c)

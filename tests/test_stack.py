@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient
 
 from settings import PROJECT_ROOT, Settings, load_settings
 from stack import services
@@ -50,8 +51,6 @@ def test_embedded_redis_and_broker_start_on_free_ports_and_answer(fresh: Setting
     try:
         assert redis.Redis.from_url(fresh.redis_url).ping()
         assert services.kafka_answers(fresh.kafka_bootstrap_servers)
-        from confluent_kafka.admin import AdminClient
-
         metadata = AdminClient({"bootstrap.servers": fresh.kafka_bootstrap_servers}).list_topics(timeout=5)
         assert metadata.brokers, "a real metadata answer names the broker"
     finally:

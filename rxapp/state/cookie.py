@@ -4,7 +4,7 @@
 Every tab of a browser shares the cookie but has its own state. A tab that wrote its own list of
 jobs (as an `rx.Cookie` var does when it is assigned) would drop the jobs other tabs added, so the
 var is never assigned: tabs only add and remove ids, each change a read-modify-write in one
-script run, with the same name, path, SameSite and max age as the var.
+script run, with the same name, path and SameSite as the var.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def max_age_s() -> int:
 
 
 def jobs_cookie() -> rx.Cookie:
-    """The state var's value: Reflex fills it with the browser's cookie whenever the page (re)connects."""
-    return rx.Cookie("", name=COOKIE_NAME, path="/", same_site="lax", max_age=max_age_s())
+    """The state var's value: Reflex fills it with the browser's cookie whenever the page (re)connects.
+    Reflex never writes it (the var is never assigned): its max age is the scripts' (`max_age_s`)."""
+    return rx.Cookie("", name=COOKIE_NAME, path="/", same_site="lax")
 
 
 def update_cookie(add: Iterable[str] = (), remove: Iterable[str] = ()) -> EventSpec:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tasks import runner, service
-from tasks.celery_app import app
+from tasks import service
 from tasks.clients import clients
+from tasks.worker import runner
+from tasks.worker.celery_app import app
 
 
 @app.task(name="tasks.jobs.run_job")

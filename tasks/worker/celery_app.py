@@ -6,15 +6,16 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from settings import Settings, get_settings
+from tasks.clients import clients
 
 
 def make_app(settings: Settings) -> Celery:
     """A Celery app whose broker is the Redis in `settings`, with all of Jobstream's configuration."""
-    app = Celery("jobstream", broker=settings.redis_url, include=["tasks.jobs"])
+    app = Celery("jobstream", broker=settings.redis_url, include=["tasks.worker.jobs"])
     app.conf.update(
         # A job survives the death of its worker: the message is acknowledged only when the task
         # ends, and a pool process that dies hands its task back at once. Tasks are idempotent
-        # (see tasks.runner.run_job), so a redelivery resumes instead of repeating steps. With late
+        # (see tasks.worker.runner.run_job), so a redelivery resumes instead of repeating steps. With late
         # acks and a multiplier of 1 a worker holds only the jobs its pool runs: a job queued behind
         # them stays in the queue when the worker is killed, instead of in its unacknowledged set.
         task_acks_late=True,
@@ -45,6 +46,4 @@ app = make_app(get_settings())
 def _warm_up(**_: object) -> None:
     """Make this pool process's Kafka producer now: an idempotent producer needs about a second
     to get its producer id, which the process's first job would otherwise wait for."""
-    from tasks.clients import clients
-
     clients().writer  # noqa: B018 - building it is the point
