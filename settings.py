@@ -1,6 +1,8 @@
 """All of Jobstream's configuration: environment variables with defaults, validated once.
 
-Every other module asks `get_settings()`; nothing else reads `os.environ`.
+Each process's entry point (rxconfig, the Celery app, the launch, the tests, the bench) reads them
+once with `get_settings()` (or `use_environment`), and the process's `tasks.clients.Clients` carries
+them to the rest; nothing else reads `os.environ`, and nothing reads settings at import.
 """
 
 from __future__ import annotations

@@ -10,18 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from settings import get_settings
 from tasks import service
 from tasks.clients import clients
-from tasks.joblog import JobLogError
-from tasks.model import InvalidInput, JobNotFound, JobStatus
+from tasks.model import InvalidInput, JobNotFound, JobStatus, ServiceUnavailable
 
 
 class Job(BaseModel):
@@ -66,7 +63,7 @@ SUBMIT_BODY = {
                     "n": {
                         "description": "Number of steps: a whole number from 1 to MAX_N, or a string of digits",
                         "oneOf": [
-                            {"type": "integer", "minimum": 1, "maximum": get_settings().max_n},
+                            {"type": "integer", "minimum": 1},  # "maximum": MAX_N, see openapi_schema
                             {"type": "string", "pattern": r"^\s*0*[1-9][0-9]*\s*$"},
                         ],
                     }
@@ -81,6 +78,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 api = FastAPI(title="Jobstream API", version="1.0")
+
+
+def openapi_schema() -> dict[str, Any]:
+    """FastAPI's schema with the bounds the settings give, built on its first request (not at import)."""
+    if api.openapi_schema is None:
+        schema = FastAPI.openapi(api)
+        body = schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        body["properties"]["n"]["oneOf"][0]["maximum"] = clients().settings.max_n
+        return schema
+    return api.openapi_schema
+
+
+api.openapi = openapi_schema  # type: ignore[method-assign]
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -104,15 +114,14 @@ async def bad_query(_request: Request, exc: RequestValidationError) -> JSONRespo
     return error(422, "; ".join(reasons))
 
 
-@api.exception_handler(JobLogError)
-@api.exception_handler(redis.RedisError)
-async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    return error(503, f"a service Jobstream needs is unreachable: {type(exc).__name__}")
+@api.exception_handler(ServiceUnavailable)
+async def unavailable(_request: Request, _exc: ServiceUnavailable) -> JSONResponse:
+    return error(503, "a service Jobstream needs is unreachable; try again in a moment")
 
 
 async def read_json(request: Request) -> Any:
     """The request's JSON body, within MAX_BODY_BYTES; raises InvalidInput with the reason."""
-    limit = get_settings().max_body_bytes
+    limit = clients().settings.max_body_bytes
     body = b""
     async for chunk in request.stream():
         body += chunk

@@ -1,22 +1,29 @@
 """One Redis subscription per backend process, shared by every page it serves.
 
-Each page's watcher opens a `Subscription` for its jobs; the hub subscribes to a job's channel
-while anyone watches it and hands each message to those subscriptions only. After a lost
-connection it reconnects with backoff and tells every subscription to re-read its jobs.
+Each page (by client token) has one `PageFeed`: the jobs it follows, the states published for them
+since its watcher last looked, and its one watcher. The hub subscribes to a job's channel while some
+feed follows it and hands each message to those feeds only. It also decides when a watcher takes its
+next update (pacing), whether the page is still there (presence), and what to read again after a
+lost connection (resync), so a page's watcher only applies what its feed hands it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-from settings import get_settings
-from tasks.model import JobState
+from settings import Settings
+from tasks import service
+from tasks.clients import clients
+from tasks.model import JobNotFound, JobState
 from tasks.progress import KEY_PREFIX, channel, job_id_of_channel
 
 log = logging.getLogger(__name__)
@@ -30,58 +37,133 @@ RESYNC = None  # put on a queue after a reconnect: "messages may have been misse
 PAGE_UPDATES_PER_S = 1000
 # How often a watcher asks whether its page still has a socket (Reflex builds a dict to answer).
 PRESENCE_CHECK_S = 1.0
+# A page that lost its socket gets this long to come back before its watcher ends.
+RECONNECT_GRACE_S = 15.0
+# How long a watcher waits for news before it checks again that its page is there.
+WAIT_S = 1.0
 
 
-class Subscription:
-    """One watcher's view of the hub: the jobs it follows and a queue of their new states."""
+async def fetch_states(job_ids: Iterable[str]) -> dict[str, JobState]:
+    """Current states of these jobs (snapshots, else their logs); unknown ones are left out.
+    Raises ServiceUnavailable when neither Redis nor Kafka answers."""
 
-    def __init__(self, hub: ProgressHub) -> None:
+    async def one(job_id: str) -> JobState | None:
+        try:
+            return await asyncio.to_thread(service.get_job, job_id, clients())
+        except JobNotFound:
+            return None
+
+    states = await asyncio.gather(*(one(job_id) for job_id in job_ids))
+    return {state.job_id: state for state in states if state is not None}
+
+
+class PageFeed:
+    """One page's view of the hub: the jobs it follows, their new states, and its single watcher."""
+
+    def __init__(self, hub: ProgressHub, client_token: str) -> None:
         self.hub = hub
+        self.client_token = client_token
         self.job_ids: set[str] = set()
         self.queue: asyncio.Queue[JobState | None] = asyncio.Queue()
+        self.watcher: int | None = None  # the claim of the page's watcher, while it has one
+        self._claims = 0
+        self.gone_since: float | None = None
+        self.checked_at = 0.0
 
-    async def follow(self, job_ids: set[str]) -> None:
-        new = job_ids - self.job_ids
+    async def follow(self, job_ids: Iterable[str]) -> None:
+        self.hub._feeds.setdefault(self.client_token, self)  # forgotten when it last followed nothing
+        new = set(job_ids) - self.job_ids
         self.job_ids |= new
         await self.hub._follow(self, new)
 
-    async def unfollow(self, job_ids: set[str]) -> None:
-        gone = job_ids & self.job_ids
+    async def unfollow(self, job_ids: Iterable[str]) -> None:
+        gone = set(job_ids) & self.job_ids
         self.job_ids -= gone
         await self.hub._unfollow(self, gone)
 
-    async def close(self) -> None:
-        await self.unfollow(set(self.job_ids))
+    def claim(self) -> int | None:
+        """Become the page's watcher: a claim to hand back to `release`; None when the page has a
+        watcher already (a second one would only repeat the first's work)."""
+        if self.watcher is not None:
+            return None
+        self._claims += 1
+        self.watcher = self._claims
+        return self.watcher
 
-    def drain(self) -> list[JobState | None]:
+    async def release(self, claim: int) -> None:
+        """The watcher with this claim ends (a later one keeps its own): a page that has gone stops
+        following its jobs, and a feed that follows nothing is forgotten."""
+        if self.watcher == claim:
+            self.watcher = None
+        if self.watcher is None and not self.hub.is_connected(self.client_token):
+            await self.unfollow(set(self.job_ids))
+        if self.watcher is None and not self.job_ids and self.hub._feeds.get(self.client_token) is self:
+            del self.hub._feeds[self.client_token]
+
+    def gone(self) -> bool:
+        """Whether the page has had no socket for RECONNECT_GRACE_S (asked at most every
+        PRESENCE_CHECK_S: a watcher asks on each update of its page)."""
+        now = time.monotonic()
+        if now - self.checked_at < PRESENCE_CHECK_S:
+            return False
+        self.checked_at = now
+        if self.hub.is_connected(self.client_token):
+            self.gone_since = None
+            return False
+        if self.gone_since is None:
+            self.gone_since = now
+        return now - self.gone_since > RECONNECT_GRACE_S
+
+    def _drain(self) -> list[JobState | None]:
         items = []
         while not self.queue.empty():
             items.append(self.queue.get_nowait())
         return items
 
-    async def next_updates(self, timeout_s: float) -> list[JobState | None]:
-        """The next update and all queued behind it, to be applied as one; [] after timeout_s."""
+    async def next_states(self) -> list[JobState] | None:
+        """The states to apply next, all that queued up, as one update; None once the page has gone.
+
+        Paced (see ProgressHub.pace_s); an empty list after WAIT_S without news. After the hub lost
+        its connection, the followed jobs are read again: messages may have been missed meanwhile.
+        """
+        if self.gone():
+            return None
+        if pause_s := self.hub.pace_s():
+            await asyncio.sleep(pause_s)
         try:
-            async with asyncio.timeout(timeout_s):
-                first = await self.queue.get()
+            async with asyncio.timeout(WAIT_S):
+                updates = [await self.queue.get(), *self._drain()]
         except TimeoutError:
             return []
-        return [first, *self.drain()]
+        states = [update for update in updates if update is not RESYNC]
+        if RESYNC in updates:
+            states += (await fetch_states(self.job_ids)).values()
+        return states
 
 
 class ProgressHub:
     """The process's progress listener; `run` is registered as a Reflex lifespan task."""
 
-    def __init__(self, redis_url: str | None = None) -> None:
-        self.redis_url = redis_url
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
         self.app: Any = None
-        self._subs: dict[str, set[Subscription]] = {}
-        self._watchers: set[Subscription] = set()
+        self._feeds: dict[str, PageFeed] = {}
+        self._subs: dict[str, set[PageFeed]] = {}
+        self._watching: set[PageFeed] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self.reconnects = 0
 
-    def subscription(self) -> Subscription:
-        return Subscription(self)
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """The settings it was made with, else the process's."""
+        return self._settings or clients().settings
+
+    def feed(self, client_token: str) -> PageFeed:
+        """The page's feed, made on first use."""
+        feed = self._feeds.get(client_token)
+        if feed is None:
+            feed = self._feeds[client_token] = PageFeed(self, client_token)
+        return feed
 
     def is_connected(self, client_token: str) -> bool:
         """Whether the page with this token still has a socket open on this process."""
@@ -92,6 +174,10 @@ class ProgressHub:
     def channels(self) -> int:
         return len(self._subs)
 
+    @property
+    def pages(self) -> int:
+        return len(self._feeds)
+
     def pace_s(self) -> float:
         """How long a watcher waits after updating its page before it takes the next update.
 
@@ -101,51 +187,50 @@ class ProgressHub:
         bounded amount of work per second instead of falling behind, and what queued up meanwhile
         is applied as one update.
         """
-        period_s = len(self._watchers) / PAGE_UPDATES_PER_S
-        return period_s if period_s > get_settings().progress_interval_s else 0.0
+        period_s = len(self._watching) / PAGE_UPDATES_PER_S
+        return period_s if period_s > self.settings.progress_interval_s else 0.0
 
-    async def _follow(self, sub: Subscription, job_ids: set[str]) -> None:
+    async def _follow(self, feed: PageFeed, job_ids: set[str]) -> None:
         new = [job_id for job_id in job_ids if job_id not in self._subs]
         for job_id in job_ids:
-            self._subs.setdefault(job_id, set()).add(sub)
-        if sub.job_ids:
-            self._watchers.add(sub)
+            self._subs.setdefault(job_id, set()).add(feed)
+        if feed.job_ids:
+            self._watching.add(feed)
         if new and self._pubsub is not None:
             # On failure the run loop reconnects and subscribes to every followed job.
             with contextlib.suppress(redis.RedisError, OSError):
                 await self._pubsub.subscribe(*(channel(job_id) for job_id in new))
 
-    async def _unfollow(self, sub: Subscription, job_ids: set[str]) -> None:
+    async def _unfollow(self, feed: PageFeed, job_ids: set[str]) -> None:
         gone = []
         for job_id in job_ids:
-            subs = self._subs.get(job_id, set())
-            subs.discard(sub)
-            if not subs:
+            feeds = self._subs.get(job_id, set())
+            feeds.discard(feed)
+            if not feeds:
                 self._subs.pop(job_id, None)
                 gone.append(job_id)
-        if not sub.job_ids:
-            self._watchers.discard(sub)
+        if not feed.job_ids:
+            self._watching.discard(feed)
         if gone and self._pubsub is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 await self._pubsub.unsubscribe(*(channel(job_id) for job_id in gone))
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        subs = self._subs.get(job_id_of_channel(message["channel"].decode()))
-        if not subs:
+        feeds = self._subs.get(job_id_of_channel(message["channel"].decode()))
+        if not feeds:
             return
         state = JobState.from_json(message["data"])
-        for sub in subs:
-            sub.queue.put_nowait(state)
+        for feed in feeds:
+            feed.queue.put_nowait(state)
 
     def _resync(self) -> None:
-        for sub in self._watchers:
-            sub.queue.put_nowait(RESYNC)
+        for feed in self._watching:
+            feed.queue.put_nowait(RESYNC)
 
     async def run(self, app: Any) -> None:
         """Listen until cancelled (at shutdown), reconnecting with backoff when Redis goes away."""
         self.app = app
-        url = self.redis_url or get_settings().redis_url
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
+        client = aioredis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, health_check_interval=10)
         backoff = 0.1
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)

@@ -10,7 +10,7 @@ from tasks.model import JobState, JobStatus
 @dataclasses.dataclass
 class JobView:
     job_id: str = ""
-    status: str = JobStatus.QUEUED.value
+    status: JobStatus = JobStatus.QUEUED
     step: int = 0
     total: int = 0
     percent: float = 0.0
@@ -50,7 +50,7 @@ def job_view(state: JobState, submitted_at: float = 0.0) -> JobView:
     rate = state.step / elapsed if elapsed > 0 and state.step else 0.0
     view = JobView(
         job_id=state.job_id,
-        status=state.status.value,
+        status=state.status,
         step=state.step,
         total=state.total,
         percent=round(percent, 2),
@@ -69,13 +69,3 @@ def job_view(state: JobState, submitted_at: float = 0.0) -> JobView:
         if rate:
             view.rate_text = format_rate(rate)
     return view
-
-
-FINISHED = frozenset(status.value for status in JobStatus if status.finished)
-
-
-def is_newer(new: JobState, old: JobView) -> bool:
-    """Whether `new` moves the card forward: a finished state always does, an older step never."""
-    if old.status in FINISHED:
-        return False
-    return new.status.finished or new.step >= old.step

@@ -31,6 +31,14 @@ class InvalidInput(ValueError):
     """Input refused before anything was created or queried; the message says what is allowed."""
 
 
+class ServiceUnavailable(RuntimeError):
+    """Redis or Kafka could not be reached, so nothing was done; the cause is logged, the message is
+    for people. The only failure the service raises besides refusals of the caller's input."""
+
+    def __init__(self) -> None:
+        super().__init__("Jobstream cannot reach its services right now; please try again in a moment.")
+
+
 class TooManyJobs(RuntimeError):
     """The submitter already holds as many unfinished jobs as they may; nothing was created."""
 
@@ -54,6 +62,12 @@ class JobState:
     ts: float
     started_at: float | None = None
     error: str | None = None
+
+    def supersedes(self, status: JobStatus, step: int) -> bool:
+        """Whether this state moves a job last seen at `status` and `step` forward, so that the
+        furthest state wins whatever order states arrive in: nothing moves a finished job, a
+        finished state always does, and otherwise the step must not go back."""
+        return not status.finished and (self.status.finished or self.step >= step)
 
     def to_json(self) -> str:
         data = {k: v for k, v in asdict(self).items() if v is not None}

@@ -6,24 +6,46 @@ Synchronous on purpose: the Celery side calls these directly, async callers use 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from typing import cast
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar, cast
 
 import redis
+from kombu.exceptions import OperationalError
 
 from tasks import owners, progress
 from tasks.clients import Clients
 from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader, LogPage
-from tasks.model import JobNotFound, JobState, JobStatus, TooManyJobs, check_job_id, parse_n
+from tasks.model import JobNotFound, JobState, JobStatus, ServiceUnavailable, TooManyJobs, check_job_id, parse_n
 
 log = logging.getLogger(__name__)
 
 # Longer than a pooled consumer lives (CONSUMER_MAX_AGE_S) plus the reaper's period.
 PURGE_GRACE_S = 4 * CONSUMER_MAX_AGE_S
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
+
+def reaching_services(call: Callable[P, R]) -> Callable[P, R]:
+    """Turn every failure to reach Redis, Kafka or Celery's broker into ServiceUnavailable, and log it:
+    callers (the page, the API) handle one failure type besides the refusals of their input."""
+
+    @functools.wraps(call)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return call(*args, **kwargs)
+        except (redis.RedisError, JobLogError, OperationalError) as exc:
+            log.warning("%s: %s: %s", call.__name__, type(exc).__name__, exc)
+            raise ServiceUnavailable from exc
+
+    return wrapper
+
+
+@reaching_services
 def submit_job(n: object, c: Clients, owner: str | None = None) -> JobState:
     """Check `n`, record the job as queued and enqueue it; returns at once with the new id.
 
@@ -46,11 +68,18 @@ def submit_job(n: object, c: Clients, owner: str | None = None) -> JobState:
     return state
 
 
+@reaching_services
+def owned_jobs(owner: str, c: Clients) -> list[str]:
+    """The owner's jobs that were unfinished when last looked at, newest first (see owners.recent)."""
+    return owners.recent(c.redis, owner)
+
+
 def _enqueue(c: Clients, job_id: str, total: int) -> None:
     """Send the job's task; its Celery task id is the job id."""
     c.celery.send_task("tasks.jobs.run_job", args=(job_id, total), task_id=job_id)
 
 
+@reaching_services
 def get_job(job_id: object, c: Clients) -> JobState:
     """The job's latest state: the Redis snapshot, else the last record of its Kafka log."""
     job_id = check_job_id(job_id)
@@ -70,6 +99,7 @@ def get_job(job_id: object, c: Clients) -> JobState:
     return state
 
 
+@reaching_services
 def read_log(job_id: object, offset: int, limit: int, c: Clients) -> LogPage:
     """The job's history: at most `limit` records of its Kafka log from `offset` (0: the first) on.
 
@@ -89,6 +119,7 @@ def read_log(job_id: object, offset: int, limit: int, c: Clients) -> LogPage:
         raise
 
 
+@reaching_services
 def cancel_job(job_id: object, c: Clients) -> JobState:
     """Ask the job to stop. A queued job is cancelled at once; a running one stops at its next
     progress publish (within PROGRESS_INTERVAL_MS) and writes a final `cancelled` record."""

@@ -16,16 +16,17 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import redis
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from settings import PROJECT_ROOT, Settings, get_settings, use_environment
+from settings import PROJECT_ROOT, Settings, get_settings, load_settings, use_environment
 from stack import services
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS
-from stack.processes import VENV_BIN, CeleryWorker, Child
+from stack.processes import VENV_BIN, CeleryWorker, Child, free_port
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobState
@@ -102,6 +103,35 @@ def stack(settings: Settings) -> Iterator[list[services.Service]]:
 @pytest.fixture
 def c(settings: Settings) -> Clients:
     return Clients(settings)
+
+
+class Restartable:
+    """A Redis or Kafka broker of the test's own, on a fixed port, that it can stop and start."""
+
+    def __init__(self, service: services.Service, settings: Settings) -> None:
+        self.service, self.settings = service, settings
+        self.running: services.Running | None = None
+
+    def start(self) -> None:
+        self.running = services.start(self.service, self.settings)
+
+    def stop(self) -> None:
+        assert self.running is not None
+        self.running.stop()
+        self.running = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
+    """A Redis that keeps nothing on disk, like the machine's: a restart loses every key."""
+    port = free_port()
+    settings = load_settings({**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "RUN_DIR": str(tmp_path)})
+    command = [services.redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = Restartable(services.Service("redis", "127.0.0.1", port, command), settings)
+    server.start()
+    yield server, settings
+    if server.running:
+        server.stop()
 
 
 def start_test_worker(name: str, env: dict[str, str], concurrency: int = 2, beat: bool = False) -> Child:

@@ -84,12 +84,13 @@ def test_unknown_or_malformed_ids_answer_404(client: TestClient, job_id: str) ->
     assert response.json() == {"error": "no such job"}
 
 
-def test_the_openapi_schema_describes_the_four_routes(client: TestClient) -> None:
+def test_the_openapi_schema_describes_the_four_routes(client: TestClient, c: Clients) -> None:
     schema = client.get("/openapi.json").json()
     routes = {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/log", "/api/jobs/{job_id}/cancel"}
     assert routes <= set(schema["paths"])
     body = schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["n"]
+    assert body["properties"]["n"]["oneOf"][0]["maximum"] == c.settings.max_n
 
 
 @pytest.mark.parametrize(

@@ -18,38 +18,9 @@ from stack.processes import VENV_BIN, Child, free_port
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import http_ok, run_async, wait_finished, wait_for
+from tests.conftest import Restartable, http_ok, run_async, wait_finished, wait_for
 from tests.test_api import call
 from tests.test_pipeline import assert_complete_log, read_log
-
-
-class Restartable:
-    """A Redis or Kafka broker of the test's own, on a fixed port, that it can stop and start."""
-
-    def __init__(self, service: services.Service, settings: Settings) -> None:
-        self.service, self.settings = service, settings
-        self.running: services.Running | None = None
-
-    def start(self) -> None:
-        self.running = services.start(self.service, self.settings)
-
-    def stop(self) -> None:
-        assert self.running is not None
-        self.running.stop()
-        self.running = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
-    """A Redis that keeps nothing on disk, like the machine's: a restart loses every key."""
-    port = free_port()
-    settings = load_settings({**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "RUN_DIR": str(tmp_path)})
-    command = [services.redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = Restartable(services.Service("redis", "127.0.0.1", port, command), settings)
-    server.start()
-    yield server, settings
-    if server.running:
-        server.stop()
 
 
 @pytest.fixture
@@ -90,18 +61,20 @@ def test_killed_worker_under_load_loses_no_job_and_repeats_no_step(c: Clients, s
         assert_complete_log(read_log(settings, job.job_id), job.job_id, n)
 
 
-async def _follow_through_restart(hub_url: str, job_id: str, restart: Callable[[], None]) -> list[JobState | None]:
+async def _follow_through_restart(
+    settings: Settings, job_id: str, restart: Callable[[], None]
+) -> list[JobState | None]:
     """A page's view of the job through the shared listener, while Redis is restarted under it."""
-    hub = ProgressHub(redis_url=hub_url)
+    hub = ProgressHub(settings)
     listener = asyncio.create_task(hub.run(app=None))
-    sub = hub.subscription()
-    await sub.follow({job_id})
+    feed = hub.feed("a-page")
+    await feed.follow({job_id})
     seen: list[JobState | None] = []
     restarted = False
     try:
         async with asyncio.timeout(90):
             while not (seen and seen[-1] is not RESYNC and seen[-1].status.finished):
-                seen.append(await sub.queue.get())
+                seen.append(await feed.queue.get())
                 if not restarted and len(seen) >= 3:
                     await asyncio.to_thread(restart)
                     restarted = True
@@ -137,7 +110,7 @@ def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker):
         server.start()
         during["after_restart"] = service.get_job(state.job_id, oc).step  # the snapshot was lost: from Kafka
 
-    seen = run_async(_follow_through_restart(own.redis_url, state.job_id, restart))
+    seen = run_async(_follow_through_restart(own, state.job_id, restart))
     # Steps taken while Redis was down: only the job's log could have told them.
     assert during["kafka_step"] > during["at_outage"] + 100
     # Redis came back empty, and the job's state did not go back.

@@ -1,44 +1,47 @@
-"""The progress hub's bookkeeping and pacing, alone: no Redis (the hub is not running), no app."""
+"""The progress hub's bookkeeping, pacing and single watcher per page, alone: no Redis (the hub is
+not running), no app."""
 
 from __future__ import annotations
 
 import pytest
 
-from rxapp.hub import PAGE_UPDATES_PER_S, ProgressHub, Subscription
-from settings import get_settings
+from rxapp.hub import PAGE_UPDATES_PER_S, PageFeed, ProgressHub
 from tests.conftest import run_async
 
 JOB_IDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(4)]
 
 
-async def watch(hub: ProgressHub, count: int) -> list[Subscription]:
-    """`count` subscriptions following the jobs round-robin, as pages watching one job each."""
-    subs = [hub.subscription() for _ in range(count)]
-    for i, sub in enumerate(subs):
-        await sub.follow({JOB_IDS[i % len(JOB_IDS)]})
-    return subs
+async def watch(hub: ProgressHub, count: int, first: int = 0) -> list[PageFeed]:
+    """`count` pages following the jobs round-robin, one job each."""
+    feeds = [hub.feed(f"page-{first + i}") for i in range(count)]
+    for i, feed in enumerate(feeds):
+        await feed.follow({JOB_IDS[i % len(JOB_IDS)]})
+    return feeds
 
 
 def test_pages_within_the_budget_get_every_message_and_more_are_paced_to_it() -> None:
     hub = ProgressHub()
-    interval_s = get_settings().progress_interval_s
+    interval_s = hub.settings.progress_interval_s
     at_full_rate = round(PAGE_UPDATES_PER_S * interval_s)  # each page gets one update an interval
 
     first = run_async(watch(hub, at_full_rate))
     assert hub.pace_s() == 0.0
-    second = run_async(watch(hub, at_full_rate))
+    second = run_async(watch(hub, at_full_rate, first=at_full_rate))
     # Twice as many pages: each page's updates are twice the interval apart, the total unchanged.
     assert hub.pace_s() == pytest.approx(2 * interval_s)
     assert hub.channels == len(JOB_IDS)
 
-    # Pages that stop watching are no longer paced for, and their jobs no longer followed.
-    for sub in first + second:
-        run_async(sub.close())
+    # Pages whose watchers end (their pages are gone) are no longer paced for, nor followed.
+    for feed in first + second:
+        claim = feed.claim()
+        assert claim is not None
+        run_async(feed.release(claim))
     assert hub.pace_s() == 0.0
     assert hub.channels == 0
+    assert hub.pages == 0
 
 
-def test_a_job_is_followed_while_some_subscription_follows_it() -> None:
+def test_a_job_is_followed_while_some_page_follows_it() -> None:
     hub = ProgressHub()
     first, second = run_async(watch(hub, 2))
     run_async(first.unfollow({JOB_IDS[0]}))
@@ -46,3 +49,21 @@ def test_a_job_is_followed_while_some_subscription_follows_it() -> None:
     assert first.job_ids == set()
     assert second.job_ids == {JOB_IDS[1]}
     assert hub.pace_s() == 0.0
+
+
+def test_a_page_has_one_feed_and_one_watcher_at_a_time() -> None:
+    hub = ProgressHub()
+    feed = hub.feed("page")
+    assert hub.feed("page") is feed
+    first = feed.claim()
+    assert first is not None
+    assert feed.claim() is None, "a second watcher of the same page is refused"
+    run_async(feed.follow(JOB_IDS[:2]))
+    # An ended watcher's late release does not free the place of the one after it.
+    run_async(feed.release(first))
+    second = feed.claim()
+    assert second is not None
+    run_async(feed.release(first))
+    assert feed.claim() is None
+    run_async(feed.release(second))
+    assert hub.pages == 0, "a page without a socket and without a watcher is forgotten"

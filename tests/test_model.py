@@ -7,7 +7,7 @@ import pytest
 from reflex_base.constants.config import Expiration
 from reflex_base.environment import environment, oplock_hold_time
 
-from rxapp.jobview import format_seconds, is_newer, job_view
+from rxapp.jobview import format_seconds, job_view
 from rxapp.state.jobs import ids_from_cookie
 from settings import SETTINGS, SettingsError, apply_reflex_environment, load_settings, reflex_environment
 from tasks.model import InvalidInput, JobNotFound, JobState, JobStatus, check_job_id, is_job_id, parse_n
@@ -121,8 +121,9 @@ def test_card_shows_rate_and_eta_while_running_and_duration_when_done() -> None:
 def test_a_card_never_moves_backwards_or_out_of_a_final_state() -> None:
     job_id = str(uuid.uuid4())
     at_500 = job_view(JobState(job_id, 500, 1000, JobStatus.RUNNING, 1.0))
-    assert not is_newer(JobState(job_id, 400, 1000, JobStatus.RUNNING, 2.0), at_500)
-    assert is_newer(JobState(job_id, 600, 1000, JobStatus.RUNNING, 2.0), at_500)
-    assert is_newer(JobState(job_id, 500, 1000, JobStatus.CANCELLED, 2.0), at_500)
+    assert not JobState(job_id, 400, 1000, JobStatus.RUNNING, 2.0).supersedes(at_500.status, at_500.step)
+    assert JobState(job_id, 600, 1000, JobStatus.RUNNING, 2.0).supersedes(at_500.status, at_500.step)
+    assert JobState(job_id, 500, 1000, JobStatus.CANCELLED, 2.0).supersedes(at_500.status, at_500.step)
     final = job_view(JobState(job_id, 1000, 1000, JobStatus.SUCCEEDED, 3.0))
-    assert not is_newer(JobState(job_id, 1000, 1000, JobStatus.RUNNING, 4.0), final)
+    assert not JobState(job_id, 1000, 1000, JobStatus.RUNNING, 4.0).supersedes(final.status, final.step)
+    assert not JobState(job_id, 1000, 1000, JobStatus.FAILED, 4.0).supersedes(final.status, final.step)

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from playwright.sync_api import Browser, BrowserContext, WebSocketRoute, expect
 
+from rxapp.hub import RECONNECT_GRACE_S
 from rxapp.state.cookie import BROWSER_COOKIE_NAME, MAX_AGE_S, max_age_s
-from rxapp.state.jobs import RECONNECT_GRACE_S
 from settings import Settings
 from stack.processes import Child
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobStatus
-from tasks.progress import channel
+from tasks.progress import channel, snapshot_key
 from tests.browser import COOKIE_NAME, TIMEOUT_S, JobPage, cookie_ids, parse_step
 from tests.conftest import WebApp, wait_finished, wait_for
 
@@ -156,6 +159,48 @@ def test_new_context_with_the_cookies_shows_the_final_state(
     page.wait_status(job_id, "succeeded", timeout_s=TIMEOUT_S)
     expect(page.step_text(job_id)).to_have_text("1,500/1,500")
     wait_for(lambda: job_id not in cookie_ids(context), TIMEOUT_S, "the finished job to leave the cookie")
+    page.assert_clean()
+
+
+class CommandLog(threading.Thread):
+    """The commands Redis runs for clients (not inside scripts), as MONITOR reports them."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.commands: list[str] = []
+        self.stopped = threading.Event()
+        self.monitor = redis.Redis.from_url(settings.redis_url).monitor()
+        self.monitor.__enter__()  # MONITOR is on once this returns: nothing after it is missed
+        self.start()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            command = self.monitor.next_command()
+            if command["client_type"] != "lua":
+                self.commands.append(command["command"])
+
+    def stop(self) -> list[str]:
+        self.stopped.set()
+        redis.Redis.from_url(self.settings.redis_url).ping()  # wakes the reader up
+        self.join(10)
+        self.monitor.__exit__()
+        return self.commands
+
+
+def test_five_submits_in_a_row_read_each_new_job_once(open_page: Callable[..., JobPage], settings: Settings) -> None:
+    """One watcher per page: a submit follows its job and reads its snapshot once; the watcher that
+    runs already takes the new job on (a watcher per submit would read every unfinished job again)."""
+    page = open_page()
+    log = CommandLog(settings)
+    try:
+        job_ids = [page.submit(300) for _ in range(5)]
+        for job_id in job_ids:
+            page.wait_status(job_id, "succeeded")
+    finally:
+        commands = log.stop()
+    reads = Counter(command.split()[1] for command in commands if command.startswith("GET jobstream:job:"))
+    assert reads == {snapshot_key(job_id): 1 for job_id in job_ids}
     page.assert_clean()
 
 

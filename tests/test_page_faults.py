@@ -19,9 +19,10 @@ from settings import Settings, load_settings
 from stack.processes import Child
 from tasks import service
 from tasks.clients import Clients
+from tasks.model import ServiceUnavailable
 from tasks.progress import snapshot_key
 from tests.browser import TIMEOUT_S, JobPage, cookie_ids, parse_step
-from tests.conftest import WebApp, wait_finished, wait_for
+from tests.conftest import Restartable, WebApp, wait_finished, wait_for
 from tests.test_page import BIG_N, cancel_on_page
 
 pytestmark = pytest.mark.browser
@@ -226,3 +227,32 @@ def test_the_limit_on_unfinished_jobs_holds_across_tabs_and_every_accepted_job_c
         page.wait_status(second, "succeeded")
         expect(page.step_text(third)).to_have_text("100/100")
         page.assert_clean()
+
+
+def test_a_cancel_while_redis_is_down_says_so_plainly_and_loses_nothing(
+    own_redis: tuple[Restartable, Settings],
+    start_worker: Callable[..., Child],
+    own_app: Callable[..., OwnApp],
+    open_page: Callable[..., JobPage],
+) -> None:
+    server, own = own_redis
+    start_worker("outage", REDIS_URL=own.redis_url)
+    page = open_page(own_app("outage", 30, REDIS_URL=own.redis_url))
+    job_id = page.submit(BIG_N)
+    page.wait_running(job_id, min_step=50)
+
+    server.stop()
+    page.card(job_id).get_by_test_id("job-cancel").click()
+    error = page.page.get_by_test_id("job-error")
+    expect(error).to_have_text(str(ServiceUnavailable()))
+    # Nothing lost: the card is still there, running, and the cookie still names the job.
+    expect(page.status(job_id)).to_have_text("running")
+    assert job_id in cookie_ids(page.page.context)
+
+    server.start()  # empty: the job's next publish writes its snapshot again
+    page.card(job_id).get_by_test_id("job-cancel").click()
+    page.wait_status(job_id, "cancelled", timeout_s=TIMEOUT_S)
+    expect(error).to_have_count(0)
+    cancelled = wait_finished(Clients(own), job_id, timeout_s=TIMEOUT_S)
+    expect(page.step_text(job_id)).to_have_text(f"{cancelled.step:,}/{BIG_N:,}")
+    page.assert_clean()

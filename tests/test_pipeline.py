@@ -282,6 +282,9 @@ def test_a_job_whose_step_raises_fails_with_the_error_and_its_log_ends_there(c: 
     records = read_log(settings, job_id)
     assert_complete_log(records, job_id, 19, total=50, final="failed")
     assert records[-1]["error"] == "ValueError: step 20 broke"
+    # The step records are formatted by hand in the hot loop: each is exactly what JobState writes.
+    for record in records:
+        assert json.loads(JobState.from_json(json.dumps(record)).to_json()) == record
     assert not c.redis.hexists(progress.RUNNING_KEY, job_id)
 
 

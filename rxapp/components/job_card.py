@@ -6,13 +6,14 @@ from reflex.vars.object import ObjectVar
 from rxapp.jobview import JobView
 from rxapp.state.jobs import JobsState
 from rxapp.state.log import LogState
+from tasks.model import JobStatus
 
 STATUS_COLORS = {
-    "queued": "gray",
-    "running": "blue",
-    "succeeded": "green",
-    "failed": "red",
-    "cancelled": "orange",
+    JobStatus.QUEUED: "gray",
+    JobStatus.RUNNING: "blue",
+    JobStatus.SUCCEEDED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "orange",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import reflex as rx
 from reflex.event import EventSpec, EventType
 
-from settings import get_settings
+from tasks.clients import clients
 from tasks.model import JOB_ID_RE
 
 COOKIE_NAME = "jobstream_jobs"
@@ -40,7 +40,7 @@ UPDATE_JS = """(({name, add, remove, keep, maxAge, idPattern}) => {
 
 def max_age_s() -> int:
     """The jobs' retention: an id in the cookie is worth keeping as long as its job is."""
-    return min(get_settings().retention_s or MAX_AGE_S, MAX_AGE_S)
+    return min(clients().settings.retention_s or MAX_AGE_S, MAX_AGE_S)
 
 
 def jobs_cookie() -> rx.Cookie:
@@ -55,7 +55,7 @@ def update_cookie(add: Iterable[str] = (), remove: Iterable[str] = ()) -> EventS
         "name": COOKIE_NAME,
         "add": list(add),
         "remove": list(remove),
-        "keep": get_settings().max_jobs_per_browser,
+        "keep": clients().settings.max_jobs_per_browser,
         "maxAge": max_age_s(),
         "idPattern": JOB_ID_RE.pattern,
     }

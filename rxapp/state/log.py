@@ -6,14 +6,12 @@ import asyncio
 import dataclasses
 import datetime
 
-import redis
 import reflex as rx
 
 from rxapp.state.jobs import JobsState
 from tasks import service
 from tasks.clients import clients
-from tasks.joblog import JobLogError
-from tasks.model import JobNotFound, JobState
+from tasks.model import JobNotFound, JobState, ServiceUnavailable
 
 # Records per page: enough to scroll, small enough to send at once.
 LOG_PAGE = 100
@@ -73,8 +71,8 @@ class LogState(rx.State):
             self.lines, self.end = [], True
             self.error = "This job's log is gone: it was deleted after the retention period."
             return
-        except (JobLogError, redis.RedisError, OSError) as exc:
-            self.error = f"Cannot read the log right now: {exc}"
+        except ServiceUnavailable as exc:
+            self.error = str(exc)
             return
         self.lines = [log_line(record) for record in page.records]
         self.offset, self.next_offset, self.end, self.error = offset, page.next_offset, page.end, ""
