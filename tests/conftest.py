@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,7 +23,7 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from settings import PROJECT_ROOT, Settings, get_settings, use_environment
 from stack import services
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS
-from stack.processes import VENV_BIN, CeleryWorker, Child
+from stack.processes import VENV_BIN, CeleryWorker, Child, http_ok, unique_name
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobState
@@ -106,8 +104,8 @@ def c(settings: Settings) -> Clients:
 
 def start_test_worker(name: str, env: dict[str, str], concurrency: int = 2, beat: bool = False) -> Child:
     """A real Celery worker process for a test; it dies with the test session if that dies."""
-    name = f"{name}-{uuid.uuid4().hex[:6]}@test"
-    return CeleryWorker(name, get_settings().run_dir / "logs", concurrency, env, beat, die_with_parent=True)
+    log_dir = get_settings().run_dir / "logs"
+    return CeleryWorker(unique_name(name, "test"), log_dir, concurrency, env, beat, die_with_parent=True)
 
 
 @pytest.fixture
@@ -137,14 +135,6 @@ def wait_finished(c: Clients, job_id: str, timeout_s: float = 60) -> JobState:
         return state if state.status.finished else None
 
     return wait_for(finished, timeout_s, f"job {job_id} to finish")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 class WebApp:

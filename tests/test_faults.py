@@ -14,11 +14,11 @@ import pytest
 from rxapp.hub import RESYNC, ProgressHub
 from settings import Settings, load_settings
 from stack import services
-from stack.processes import VENV_BIN, Child, free_port
+from stack.processes import VENV_BIN, Child, free_port, http_ok
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import http_ok, run_async, wait_finished, wait_for
+from tests.conftest import run_async, wait_finished, wait_for
 from tests.test_api import call
 from tests.test_pipeline import assert_complete_log, read_log
 
