@@ -24,29 +24,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import bench
-
-# The load run has its own Redis database, broker port and run folder, so it neither disturbs nor
-# is disturbed by the bench suite or the tests. bench/__init__ has filled in the suite's defaults by
-# now: those are replaced, a value the caller set is kept.
-LOAD_ENV = {
-    "REDIS_URL": "redis://127.0.0.1:6379/9",
-    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19097",
-    "RUN_DIR": ".run/load",
-}
-_SUITE_ENV: dict[str, str] = getattr(bench, "BENCH_ENV", {})
-for _name, _value in LOAD_ENV.items():
-    if os.environ.get(_name, _SUITE_ENV.get(_name)) == _SUITE_ENV.get(_name):
-        os.environ[_name] = _value
-
-from bench.measure import percentiles  # noqa: E402
-from bench.stack import BenchError, BenchStack  # noqa: E402
-from settings import Settings, child_env, get_settings  # noqa: E402
-from stack import services  # noqa: E402
-from stack.processes import VENV_BIN, CeleryWorker, Child, ProcessError, free_port, http_ok, unique_name  # noqa: E402
-from tasks import progress  # noqa: E402
-from tasks.clients import Clients  # noqa: E402
-from tasks.model import JobState, JobStatus  # noqa: E402
+from bench.measure import percentiles
+from bench.stack import BenchError, BenchStack
+from settings import Settings, child_env, use_environment
+from stack import services
+from stack.processes import VENV_BIN, CeleryWorker, Child, ProcessError, free_port, http_ok, unique_name
+from tasks import progress
+from tasks.clients import Clients
+from tasks.model import JobState, JobStatus
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SAMPLE_EVERY_S = 0.2
@@ -359,8 +344,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Its own Redis database, broker port and run folder, unless the environment names others.
+    settings = use_environment("load")
     args = parse_args(argv)
-    settings = get_settings()
     # A SIGTERM (a test's timeout, Ctrl-C's sibling) still stops everything this run started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:

@@ -37,7 +37,10 @@ QUEUE = "bench-peer"
 # Measurement only, not part of the pattern: every step's time, written once when the task ends.
 STEP_TIMES_KEY = "bench-peer:step-times:{}"
 
-app = Celery("peer", broker=get_settings().redis_url, backend=get_settings().redis_url)
+app = Celery("peer")
+# Read from the settings when the app is first used, not at import: `python -m bench` imports this
+# module before it chooses its environment.
+app.add_defaults(lambda: {"broker_url": get_settings().redis_url, "result_backend": get_settings().redis_url})
 app.conf.update(
     task_default_queue=QUEUE,
     worker_prefetch_multiplier=1,

@@ -1,7 +1,7 @@
 """The services a bench or load run works against: Redis and the Kafka broker, reused or embedded.
 
 Services are planned and started with `stack.services`, as the tests do, on the run's own settings
-(`bench.BENCH_ENV`, or bench.load's); whatever the run started, it stops. Workers and
+(`settings.ENVIRONMENTS["bench"]` or `["load"]`); whatever the run started, it stops. Workers and
 apps are `stack.processes` children, their output in RUN_DIR/logs.
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from settings import Settings, get_settings
+from settings import Settings
 from stack import services
 from tasks.clients import Clients
 
@@ -34,8 +34,8 @@ def check_redis_db(settings: Settings) -> None:
 class BenchStack:
     """Redis and Kafka for one bench run, the bench's Redis database emptied, and its clients."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or get_settings()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         check_redis_db(self.settings)
         self.planned: list[services.Service] = []
         self.running: list[services.Running] = []
