@@ -28,7 +28,7 @@ from bench.measure import percentiles
 from bench.stack import BenchError, BenchStack
 from settings import Settings, child_env, use_environment
 from stack import services
-from stack.processes import VENV_BIN, CeleryWorker, Child, ProcessError, free_port, http_ok, unique_name
+from stack.processes import CeleryWorker, Child, ProcessError, asgi_command, free_port, http_ok, unique_name
 from tasks import progress
 from tasks.clients import Clients
 from tasks.model import JobState, JobStatus
@@ -242,9 +242,7 @@ def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> 
     worker = CeleryWorker(unique_name("load", "load"), stack.log_dir, settings.worker_concurrency, env, wait=False)
     stop_stack.callback(worker.stop)
     port = free_port()
-    api_command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-    api_command += ["--workers", "1", "--no-ws", "rxapp.api:api"]
-    api = Child("api", api_command, stack.log_dir / "api.log", {**child_env(), **env})
+    api = Child("api", asgi_command("rxapp.api:api", port), stack.log_dir / "api.log", {**child_env(), **env})
     stop_stack.callback(api.stop)
     worker.wait_ready()
     api.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/openapi.json"), 30, "the API answering")

@@ -29,7 +29,7 @@ from bench.config import Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
 from settings import get_settings
-from stack.processes import VENV_BIN, CeleryWorker, Child, free_port, http_ok, unique_name
+from stack.processes import CeleryWorker, Child, asgi_command, free_port, http_ok, unique_name
 
 POLL_INTERVAL_S = 0.5
 # Its own queue: Jobstream's worker takes Celery's default queue in the same Redis database.
@@ -119,9 +119,7 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
         worker = CeleryWorker(unique_name("bench", "bench"), stack.log_dir, cfg.e2e_jobs, app="bench.peer", wait=False)
         stop.callback(worker.stop)
         port = free_port()
-        command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--workers", "1", "--no-ws", "bench.peer:web"]
-        server = Child("peer-web", command, stack.log_dir / "peer-web.log")
+        server = Child("peer-web", asgi_command("bench.peer:web", port), stack.log_dir / "peer-web.log")
         stop.callback(server.stop)
         server.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/progress/{uuid.uuid4()}"), 30, "the peer's server")
         worker.wait_ready()

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from bench.stack import BenchError, BenchStack
-from stack.processes import VENV_BIN, Child, http_ok
+from stack.processes import VENV_BIN, Child, app_env, http_ok
 
 # Reflex builds the page into this folder (git-ignored; the first build installs ~170 MB of npm packages).
 WEB_WORKDIR = ".web-bench"
@@ -34,8 +34,7 @@ class ReflexApp:
     def env(self) -> dict[str, str]:
         settings = self.stack.settings
         env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            **app_env(),
             # Reflex 0.10 in prod serves everything on one port and refuses two different ones.
             "FRONTEND_PORT": str(self.port),
             "API_URL": settings.api_url,

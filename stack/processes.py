@@ -38,6 +38,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def app_env() -> dict[str, str]:
+    """The environment of the app's processes: this one's, the venv's tools (node, npm, celery,
+    reflex, granian) first on PATH, output unbuffered."""
+    env = child_env()
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def asgi_command(app: str, port: int) -> list[str]:
+    """granian serving the ASGI `app` ("module:attribute") on a loopback port: one worker, HTTP only."""
+    command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+    return [*command, "--workers", "1", "--no-ws", app]
+
+
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
     """A GET that answers 200: whether a server a child runs is serving yet."""
     try:

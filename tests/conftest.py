@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from settings import PROJECT_ROOT, Settings, get_settings, use_environment
 from stack import services
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS
-from stack.processes import VENV_BIN, CeleryWorker, Child, http_ok, unique_name
+from stack.processes import VENV_BIN, CeleryWorker, Child, app_env, http_ok, unique_name
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobState
@@ -148,12 +148,7 @@ class WebApp:
         # watcher) when any file under the project changes; point its watch at an empty folder.
         quiet = settings.run_dir / "no-reload"
         quiet.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "REFLEX_HOT_RELOAD_OVERRIDE_PATHS": str(quiet),
-            **env,
-        }
+        self.env = {**app_env(), "REFLEX_HOT_RELOAD_OVERRIDE_PATHS": str(quiet), **env}
         self.child: Child | None = None
 
     def start(self) -> None:
