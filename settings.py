@@ -3,6 +3,7 @@
 Each process's entry point (rxconfig, the Celery app, the launch, the tests, the bench) reads them
 once with `get_settings()` (or `use_environment`), and the process's `tasks.clients.Clients` carries
 them to the rest; nothing else reads `os.environ`, and nothing reads settings at import.
+`python -m settings` prints the README's tables of the settings and of the environments.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Setting:
     meaning: str
 
 
-# The table the README shows is generated from here, so the docs cannot drift from the code.
+# The README's table is generated from here (`python -m settings`), so the docs cannot drift from the code.
 SETTINGS: dict[str, Setting] = {
     "REDIS_URL": Setting("redis://127.0.0.1:6379/0", "Redis for progress, snapshots and Celery's broker"),
     "KAFKA_BOOTSTRAP_SERVERS": Setting("127.0.0.1:9092", "Kafka bootstrap servers (host:port, comma separated)"),
@@ -168,7 +169,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
 # Each way of running Jobstream keeps to its own Redis database, broker port, run folder and web
 # ports, so a test or benchmark run never touches a running `make run`, nor one another. Only what
-# differs from the defaults is listed; a value set in the environment always wins. The README shows it.
+# differs from the defaults is listed; a value set in the environment always wins. The README shows it
+# (`python -m settings`).
 ENVIRONMENTS: dict[str, dict[str, str]] = {
     "run": {},
     "test": {
@@ -235,3 +237,37 @@ def apply_reflex_environment(settings: Settings) -> None:
 def get_settings() -> Settings:
     """The process's settings, read from the environment once."""
     return load_settings(os.environ)
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def _code(value: str) -> str:
+    return f"`{value}`" if value else ""
+
+
+def settings_table() -> str:
+    """The README's table of settings as markdown: each one's name, default and meaning."""
+    # A "|" would end the cell, a "<" open an HTML tag: both are escaped in the prose.
+    rows = [
+        [_code(name), _code(spec.default), spec.meaning.replace("|", "\\|").replace("<", "\\<")]
+        for name, spec in SETTINGS.items()
+    ]
+    return _markdown_table(["Name", "Default", "Meaning"], rows)
+
+
+def environments_table() -> str:
+    """The README's table of environments as markdown: each setting one of them sets, its default, and
+    its value in each environment (blank where that one keeps the default)."""
+    names = [name for name in SETTINGS if any(name in values for values in ENVIRONMENTS.values())]
+    rows = [
+        [_code(name), _code(SETTINGS[name].default), *(_code(values.get(name, "")) for values in ENVIRONMENTS.values())]
+        for name in names
+    ]
+    return _markdown_table(["Setting", "Default", *ENVIRONMENTS], rows)
+
+
+if __name__ == "__main__":
+    print(settings_table(), environments_table(), sep="\n\n")

@@ -24,6 +24,7 @@ from bench import baseline, e2e, e2e_report, latency, peer, pipeline, report, wo
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
+from settings import use_environment
 from stack.processes import ProcessError
 from stack.services import ServiceError
 
@@ -86,6 +87,8 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Its own Redis database, broker port, ports and run folder, unless the environment names others.
+    settings = use_environment("bench")
     args = parse_args(argv)
     cfg = QUICK if args.quick else FULL
     start = time.perf_counter()
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.update()
 
     try:
-        with BenchStack() as stack:
+        with BenchStack(settings) as stack:
             results = run(cfg, stack, tick)
     except (BenchError, ProcessError, ServiceError) as exc:  # a worker, an app or a service did not start
         bar.close()

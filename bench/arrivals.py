@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.stack import BenchError
+from bench import measure
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,6 @@ class Arrival:
 
 # A job's step times: (step, finished) -> Unix seconds. The final record repeats the last step.
 StepTimes = Mapping[tuple[int, bool], float]
-
-
-def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
-    """p50 and p99 of delays in milliseconds, and how many there were."""
-    if len(samples_ms) < 2:
-        raise BenchError(f"a latency needs at least two samples, got {len(samples_ms)}")
-    cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
-    return {"p50": cuts[49], "p99": cuts[98], "max": max(samples_ms), "samples": len(samples_ms)}
 
 
 def delivered_ms(arrivals: Sequence[Arrival], times: StepTimes) -> list[float]:
@@ -84,4 +76,8 @@ def summarize(clients: Iterable[tuple[Sequence[Arrival], StepTimes]]) -> dict[st
     for arrivals, times in clients:
         delivered += delivered_ms(arrivals, times)
         shown += step_to_client_ms(arrivals, times)
-    return {"step_to_client": percentiles(shown), "publish_to_client": percentiles(delivered)}
+    # Each as p50, p99 and max in milliseconds, and how many delays there were.
+    return {
+        "step_to_client": measure.summarize(shown, (50, 99), suffix=""),
+        "publish_to_client": measure.summarize(delivered, (50, 99), suffix=""),
+    }

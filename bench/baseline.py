@@ -12,7 +12,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from bench.measure import Received, Run, Subscriber, Tick, best_run, check_job_log, peak_per_window, series_points
+from bench.measure import (
+    Received,
+    Run,
+    Subscriber,
+    Tick,
+    best_run,
+    check_job_log,
+    peak_per_window,
+    repeat_runs,
+    series_points,
+)
 from bench.stack import BenchError, BenchStack
 from settings import Settings
 from tasks.joblog import topic_name
@@ -52,13 +62,7 @@ def run_loop(stack: BenchStack, n: int) -> Run:
 
 def series(stack: BenchStack, ns: tuple[int, ...], repeats: int, tick: Tick) -> dict[int, list[Run]]:
     """`repeats` baseline runs at each N."""
-    result: dict[int, list[Run]] = {}
-    for n in ns:
-        result[n] = []
-        for attempt in range(repeats):
-            result[n].append(run_loop(stack, n))
-            tick(f"baseline N={n:,} #{attempt + 1}")
-    return result
+    return repeat_runs(lambda n: run_loop(stack, n), ns, repeats, tick, "baseline")
 
 
 def summarize(runs: dict[int, list[Run]]) -> dict[str, Any]:

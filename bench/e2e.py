@@ -22,8 +22,9 @@ from bench.arrivals import StepTimes, job_seconds, summarize
 from bench.config import Config
 from bench.measure import Tick, log_values
 from bench.pageclient import PageClient
-from bench.stack import BenchError, BenchStack, Worker
+from bench.stack import BenchError, BenchStack
 from bench.webapp import ReflexApp
+from stack.processes import CeleryWorker, unique_name
 from tasks import service
 from tasks.joblog import topic_name
 from tasks.model import JobState
@@ -171,7 +172,8 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
     """The Jobstream side of the end-to-end benchmark: every key it adds to the results."""
     stack.flush_redis()
     # The worker starts while Reflex builds the page.
-    worker = Worker(stack.settings, cfg.e2e_jobs, env={"STEP_DELAY_MS": str(cfg.e2e_step_delay_ms)}, wait=False)
+    env = {"STEP_DELAY_MS": str(cfg.e2e_step_delay_ms)}
+    worker = CeleryWorker(unique_name("bench", "bench"), stack.log_dir, cfg.e2e_jobs, env, wait=False)
     try:
         with ReflexApp(stack) as web:
             worker.wait_ready()

@@ -18,44 +18,25 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import bench
-
-# The load run has its own Redis database, broker port and run folder, so it neither disturbs nor
-# is disturbed by the bench suite or the tests. bench/__init__ has filled in the suite's defaults by
-# now: those are replaced, a value the caller set is kept.
-LOAD_ENV = {
-    "REDIS_URL": "redis://127.0.0.1:6379/9",
-    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19097",
-    "RUN_DIR": ".run/load",
-}
-_SUITE_ENV: dict[str, str] = getattr(bench, "BENCH_ENV", {})
-for _name, _value in LOAD_ENV.items():
-    if os.environ.get(_name, _SUITE_ENV.get(_name)) == _SUITE_ENV.get(_name):
-        os.environ[_name] = _value
-
-from settings import Settings, child_env, get_settings  # noqa: E402
-from stack import services  # noqa: E402
-from stack.processes import VENV_BIN, CeleryWorker, Child, ProcessError, free_port  # noqa: E402
-from tasks import progress  # noqa: E402
-from tasks.clients import Clients  # noqa: E402
-from tasks.model import JobState, JobStatus  # noqa: E402
+from bench.measure import percentiles
+from bench.stack import BenchError, BenchStack
+from settings import Settings, child_env, use_environment
+from stack import services
+from stack.processes import CeleryWorker, Child, ProcessError, asgi_command, free_port, http_ok, unique_name
+from tasks import progress
+from tasks.clients import Clients
+from tasks.model import JobState, JobStatus
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SAMPLE_EVERY_S = 0.2
 TASK_RECEIVED = re.compile(r"Task tasks\.jobs\.run_job\[([0-9a-f-]{36})\] received")
 TASK_SUCCEEDED = re.compile(r"Task tasks\.jobs\.run_job\[([0-9a-f-]{36})\] succeeded in [0-9.e-]+s: 'succeeded'")
-
-
-class LoadError(RuntimeError):
-    """Something the load run needs did not start or did not answer."""
 
 
 # --- processes and their memory ----------------------------------------------------------------------
@@ -127,26 +108,11 @@ class RssSampler(threading.Thread):
             self.join(2)
 
 
-def api_answers(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        connection.request("GET", "/openapi.json")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-
-
 # --- the run -----------------------------------------------------------------------------------------
 
 
 # The last POST is sent at the end of the window; on a loaded machine its answer may take a while.
 SUBMIT_SLACK_S = 2.0
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(p / 100 * len(ordered)) - 1, 0)] if ordered else math.nan
 
 
 def submit_all(port: int, jobs: int, n: int, within_s: float) -> tuple[dict[str, float], list[float], list[str]]:
@@ -263,37 +229,23 @@ def in_mib(peak: dict[str, Any]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> dict[str, Any]:
     started = time.perf_counter()
-    db = urlsplit(settings.redis_url).path.lstrip("/") or "0"
-    if db == "0":
-        raise LoadError(f"REDIS_URL={settings.redis_url} is the app's database; the load run empties its database")
-    log_dir = settings.run_dir / "logs"
+    # Redis and Kafka as the bench has them: its database emptied, the topics of its jobs deleted
+    # from a reused broker at the end, what it started stopped.
+    stack = stop_stack.enter_context(BenchStack(settings))
+    c = stack.clients
     sampler = RssSampler()
-    planned = services.plan(settings)
-    for service in planned:
-        if service.embedded:
-            running = services.start(service, settings)
-            stop_stack.callback(running.stop)
-            sampler.watch(service.name, running.process.pid)
-    c = Clients(settings)
-    submitted: dict[str, float] = {}
-    if not any(service.name == "kafka" and service.embedded for service in planned):
-        stop_stack.callback(lambda: c.admin.delete(list(submitted)))  # a reused broker keeps no load topics
-    # Consumers are closed before their topics go (on Tansu a reader of a deleted topic crashes).
-    stop_stack.callback(c.reader.close)
-    c.redis.flushdb()  # no Celery messages or snapshots of an earlier run
+    for running in stack.running:
+        sampler.watch(running.service.name, running.pid)
 
     env = {"STEP_DELAY_MS": str(args.step_delay_ms), "PYTHONUNBUFFERED": "1"}
     # One worker with `make run`'s concurrency (from settings); SIGTERM is a cold shutdown.
-    name = f"load-{uuid.uuid4().hex[:6]}@load"
-    worker = CeleryWorker(name, log_dir, settings.worker_concurrency, env, wait=False)
+    worker = CeleryWorker(unique_name("load", "load"), stack.log_dir, settings.worker_concurrency, env, wait=False)
     stop_stack.callback(worker.stop)
     port = free_port()
-    api_command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-    api_command += ["--workers", "1", "--no-ws", "rxapp.api:api"]
-    api = Child("api", api_command, log_dir / "api.log", {**child_env(), **env})
+    api = Child("api", asgi_command("rxapp.api:api", port), stack.log_dir / "api.log", {**child_env(), **env})
     stop_stack.callback(api.stop)
     worker.wait_ready()
-    api.wait_until(lambda: api_answers(port), 30, "the API answering")
+    api.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/openapi.json"), 30, "the API answering")
     sampler.watch("worker", worker.pid)
     sampler.watch("api", api.pid)
     sampler.sample()
@@ -302,8 +254,8 @@ def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> 
     load_start = os.getloadavg()[0]
 
     first_submit = time.time()
-    accepted, post_s, post_errors = submit_all(port, args.jobs, args.n, args.within_s)
-    submitted |= accepted
+    submitted, post_s, post_errors = submit_all(port, args.jobs, args.n, args.within_s)
+    stack.job_ids += submitted
     submit_span_s = time.time() - first_submit
     ideal_s = args.jobs * args.n * args.step_delay_ms / 1000 / settings.worker_concurrency
     timeout_s = args.timeout_s or 2 * ideal_s + 60
@@ -320,6 +272,8 @@ def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> 
     more_checks, finals = check_results(c, submitted, args.jobs, args.n, worker.log(), port)
     checks |= more_checks
     latencies = [finals[job_id].ts - sent for job_id, sent in submitted.items() if job_id in finals]
+    post_p50_s, post_p95_s = percentiles(post_s, 50, 95)
+    latency_p50_s, latency_p95_s = percentiles(latencies, 50, 95)
     drain_s = max((state.ts for state in finals.values()), default=math.nan) - first_submit
     return {
         "ok": all(verdict == "ok" for verdict in checks.values()),
@@ -330,20 +284,20 @@ def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> 
             "within_s": args.within_s,
             "worker_concurrency": settings.worker_concurrency,
             "api_server": "granian (asgi, 1 worker)",
-            "services": {s.name: f"{'embedded' if s.embedded else 'reused'} {s.host}:{s.port}" for s in planned},
+            "services": stack.describe(),
             "loadavg_1m_at_start": load_start,
         },
         "jobs_submitted": len(submitted),
         "jobs_succeeded_with_complete_log": len(finals),
         "submit_span_s": submit_span_s,
         "submit_rate_per_s": len(submitted) / submit_span_s if submit_span_s else math.nan,
-        "post_p50_ms": percentile(post_s, 50) * 1000,
-        "post_p95_ms": percentile(post_s, 95) * 1000,
+        "post_p50_ms": post_p50_s * 1000,
+        "post_p95_ms": post_p95_s * 1000,
         "drain_s": drain_s,
         "ideal_drain_s": ideal_s,
         "steps_per_s": len(finals) * args.n / drain_s if finals else 0.0,
-        "job_latency_p50_s": percentile(latencies, 50),
-        "job_latency_p95_s": percentile(latencies, 95),
+        "job_latency_p50_s": latency_p50_s,
+        "job_latency_p95_s": latency_p95_s,
         "job_latency_max_s": max(latencies, default=math.nan),
         "peak_rss_mib": {name: in_mib(peak) for name, peak in sampler.peaks.items()},
         "rss_samples": sampler.samples,
@@ -388,13 +342,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Its own Redis database, broker port and run folder, unless the environment names others.
+    settings = use_environment("load")
     args = parse_args(argv)
     # A SIGTERM (a test's timeout, Ctrl-C's sibling) still stops everything this run started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         with ExitStack() as stop_stack:
-            results = run(args, get_settings(), stop_stack)
-    except (LoadError, services.ServiceError, ProcessError) as exc:
+            results = run(args, settings, stop_stack)
+    except (BenchError, services.ServiceError, ProcessError) as exc:
         print(f"bench.load: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)

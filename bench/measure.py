@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import threading
@@ -73,12 +74,35 @@ def series_points(runs: dict[int, list[Run]]) -> list[dict[str, Any]]:
     ]
 
 
-def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
-    """p50, p95 and max of latency samples in milliseconds."""
+def repeat_runs(
+    run: Callable[[int], Run], ns: Sequence[int], repeats: int, tick: Tick, label: str
+) -> dict[int, list[Run]]:
+    """`repeats` runs of `run(n)` at each N, a tick after each."""
+    runs: dict[int, list[Run]] = {}
+    for n in ns:
+        runs[n] = []
+        for attempt in range(repeats):
+            runs[n].append(run(n))
+            tick(f"{label} N={n:,} #{attempt + 1}")
+    return runs
+
+
+def percentiles(samples: Sequence[float], *ps: int) -> list[float]:
+    """The `ps`-th percentiles (1 to 99) of the samples, each between its two nearest ranks (the
+    inclusive method of statistics.quantiles); a lone sample is every percentile, none gives NaN."""
+    if len(samples) < 2:
+        return [samples[0] if samples else math.nan for _ in ps]
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return [cuts[p - 1] for p in ps]
+
+
+def summarize(samples_ms: Sequence[float], ps: tuple[int, ...] = (50, 95), suffix: str = "_ms") -> dict[str, float]:
+    """The `ps`-th percentiles and the max of latency samples in milliseconds (keys "p50_ms", ...,
+    "max_ms" with the default suffix), and how many samples there were."""
     if len(samples_ms) < 2:
-        raise BenchError("a latency needs at least two samples")
-    cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
-    return {"p50_ms": cuts[49], "p95_ms": cuts[94], "max_ms": max(samples_ms), "samples": len(samples_ms)}
+        raise BenchError(f"a latency needs at least two samples, got {len(samples_ms)}")
+    figures = {f"p{p}{suffix}": cut for p, cut in zip(ps, percentiles(samples_ms, *ps), strict=True)}
+    return figures | {f"max{suffix}": max(samples_ms), "samples": len(samples_ms)}
 
 
 def time_calls(call: Callable[[], object], count: int, before: Callable[[], object] | None = None) -> list[float]:

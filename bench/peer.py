@@ -27,9 +27,9 @@ from starlette.routing import Route
 from bench.arrivals import Arrival, StepTimes, job_seconds, summarize
 from bench.config import Config
 from bench.measure import Tick
-from bench.stack import BenchError, BenchStack, Process, Worker, http_ok
+from bench.stack import BenchError, BenchStack
 from settings import get_settings
-from stack.processes import VENV_BIN, free_port
+from stack.processes import CeleryWorker, Child, asgi_command, free_port, http_ok, unique_name
 
 POLL_INTERVAL_S = 0.5
 # Its own queue: Jobstream's worker takes Celery's default queue in the same Redis database.
@@ -37,7 +37,10 @@ QUEUE = "bench-peer"
 # Measurement only, not part of the pattern: every step's time, written once when the task ends.
 STEP_TIMES_KEY = "bench-peer:step-times:{}"
 
-app = Celery("peer", broker=get_settings().redis_url, backend=get_settings().redis_url)
+app = Celery("peer")
+# Read from the settings when the app is first used, not at import: `python -m bench` imports this
+# module before it chooses its environment.
+app.add_defaults(lambda: {"broker_url": get_settings().redis_url, "result_backend": get_settings().redis_url})
 app.conf.update(
     task_default_queue=QUEUE,
     worker_prefetch_multiplier=1,
@@ -113,11 +116,10 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
     keys = ("peer_e2e_latency_ms", "peer_publish_to_client_ms", "peer_job_seconds")
     results: dict[str, dict[str, Any]] = {key: {} for key in keys}
     with ExitStack() as stop:
-        worker = Worker(stack.settings, cfg.e2e_jobs, app="bench.peer", wait=False)
+        worker = CeleryWorker(unique_name("bench", "bench"), stack.log_dir, cfg.e2e_jobs, app="bench.peer", wait=False)
         stop.callback(worker.stop)
         port = free_port()
-        command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-        server = Process("peer-web", [*command, "--workers", "1", "--no-ws", "bench.peer:web"], stack.settings)
+        server = Child("peer-web", asgi_command("bench.peer:web", port), stack.log_dir / "peer-web.log")
         stop.callback(server.stop)
         server.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/progress/{uuid.uuid4()}"), 30, "the peer's server")
         worker.wait_ready()

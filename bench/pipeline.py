@@ -18,6 +18,7 @@ from bench.measure import (
     check_job_log,
     finished_message,
     peak_per_window,
+    repeat_runs,
     series_points,
 )
 from bench.stack import BenchError, BenchStack
@@ -46,13 +47,7 @@ def run_once(stack: BenchStack, n: int) -> Run:
 def series(stack: BenchStack, ns: tuple[int, ...], repeats: int, tick: Tick) -> dict[int, list[Run]]:
     """`repeats` runs at each N, after one untimed job that opens the producer's connections."""
     run_once(stack, 1_000)
-    result: dict[int, list[Run]] = {}
-    for n in ns:
-        result[n] = []
-        for attempt in range(repeats):
-            result[n].append(run_once(stack, n))
-            tick(f"jobstream N={n:,} #{attempt + 1}")
-    return result
+    return repeat_runs(lambda n: run_once(stack, n), ns, repeats, tick, "jobstream")
 
 
 def summarize(runs: dict[int, list[Run]]) -> dict[str, Any]:

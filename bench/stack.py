@@ -1,22 +1,22 @@
-"""The services the bench runs against: Redis and the Kafka broker (reused or embedded), workers, apps.
+"""The services a bench or load run works against: Redis and the Kafka broker, reused or embedded.
 
-Services are planned and started with `stack.services`, as the tests do, on the bench's own
-settings (see `bench.BENCH_ENV`); whatever the bench started, it stops.
+Services are planned and started with `stack.services`, as the tests do, on the run's own settings
+(`settings.ENVIRONMENTS["bench"]` or `["load"]`); whatever the run started, it stops. Workers and
+apps are `stack.processes` children, their output in RUN_DIR/logs.
 """
 
 from __future__ import annotations
 
 import gc
-import urllib.request
 import uuid
+from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
 import redis
 
-from settings import Settings, get_settings
+from settings import Settings
 from stack import services
-from stack.processes import CeleryWorker, Child
 from tasks.clients import Clients
 
 
@@ -34,8 +34,8 @@ def check_redis_db(settings: Settings) -> None:
 class BenchStack:
     """Redis and Kafka for one bench run, the bench's Redis database emptied, and its clients."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or get_settings()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         check_redis_db(self.settings)
         self.planned: list[services.Service] = []
         self.running: list[services.Running] = []
@@ -60,6 +60,11 @@ class BenchStack:
     @property
     def redis(self) -> redis.Redis:
         return self.clients.redis
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the workers and apps the bench starts write their output."""
+        return self.settings.run_dir / "logs"
 
     def describe(self) -> dict[str, str]:
         """Which services were reused and which embedded, for the results."""
@@ -97,37 +102,3 @@ class BenchStack:
             for running in reversed(self.running):
                 running.stop()
             self.running.clear()
-
-
-def http_ok(url: str) -> bool:
-    """A GET that answers 200."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-class Process(Child):
-    """A command in its own process group, its output in RUN_DIR/logs/<name>.log."""
-
-    def __init__(self, name: str, command: list[str], settings: Settings, env: dict[str, str] | None = None) -> None:
-        """`env` is the whole environment (default: this process's)."""
-        super().__init__(name, command, settings.run_dir / "logs" / f"{name}.log", env)
-
-
-class Worker(CeleryWorker):
-    """A Celery worker process on the bench's settings, with a name of its own, as tests/conftest.py starts one."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        concurrency: int = 1,
-        app: str = "tasks.worker.celery_app",
-        env: dict[str, str] | None = None,
-        wait: bool = True,
-    ) -> None:
-        """`app` is the Celery app module; `env` is added to this process's environment. With `wait`
-        false, call `wait_ready` before sending it work."""
-        name = f"bench-{uuid.uuid4().hex[:6]}@bench"
-        super().__init__(name, settings.run_dir / "logs", concurrency, env, app=app, wait=wait)

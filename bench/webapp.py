@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from bench.stack import BenchError, BenchStack, Process, http_ok
-from stack.processes import VENV_BIN
+from bench.stack import BenchError, BenchStack
+from stack.processes import VENV_BIN, Child, app_env, http_ok
 
 # Reflex builds the page into this folder (git-ignored; the first build installs ~170 MB of npm packages).
 WEB_WORKDIR = ".web-bench"
@@ -29,13 +29,12 @@ class ReflexApp:
         self.port = stack.settings.backend_port
         self.url = f"http://localhost:{self.port}"
         self.state_redis_url = state_redis_url
-        self.process: Process | None = None
+        self.process: Child | None = None
 
     def env(self) -> dict[str, str]:
         settings = self.stack.settings
         env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            **app_env(),
             # Reflex 0.10 in prod serves everything on one port and refuses two different ones.
             "FRONTEND_PORT": str(self.port),
             "API_URL": settings.api_url,
@@ -52,7 +51,7 @@ class ReflexApp:
             raise BenchError(f"something already answers on port {self.port}: set BACKEND_PORT to a free port")
         command = [str(VENV_BIN / "reflex"), "run", "--env", "prod", "--loglevel", "info"]
         name = "reflex-redis-state" if self.state_redis_url else "reflex"
-        self.process = Process(name, command, self.stack.settings, self.env())
+        self.process = Child(name, command, self.stack.log_dir / f"{name}.log", self.env())
         try:
             self.process.wait_until(
                 lambda: http_ok(f"{self.url}/ping") and http_ok(self.url), START_TIMEOUT_S, "the Reflex app answering"

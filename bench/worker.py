@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from bench.measure import Received, Subscriber, Tick, check_job_log
-from bench.stack import BenchError, BenchStack, Worker
+from bench.stack import BenchError, BenchStack
+from stack.processes import CeleryWorker, unique_name
 from tasks import progress, service
 from tasks.joblog import topic_name
 
@@ -47,7 +48,7 @@ def end_to_end(stack: BenchStack, n: int, small_jobs: int, tick: Tick) -> dict[s
     """A fresh worker: its first (cold) 1-step job, more 1-step jobs, then one job of n steps."""
     stack.flush_redis()
     start = time.perf_counter()
-    worker = Worker(stack.settings)
+    worker = CeleryWorker(unique_name("bench", "bench"), stack.log_dir, concurrency=1)
     ready_s = time.perf_counter() - start
     tick("worker started")
     try:

@@ -18,8 +18,8 @@ from typing import Any
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from settings import PROJECT_ROOT, Settings, child_env, get_settings
-from stack.processes import WORKER_ENV
+from settings import PROJECT_ROOT, Settings, get_settings
+from stack.processes import WORKER_ENV, app_env
 from stack.services import ServiceError, plan
 
 STOPPED_BY_LAUNCH = {-15, -9, 143, 137, 130}
@@ -72,14 +72,6 @@ def app_commands(settings: Settings) -> dict[str, str]:
         "beat": f"{wait} {python} -m celery -A tasks.worker.celery_app beat --loglevel=INFO -s {beat_schedule}",
         "web": f"{wait} {python} -m reflex run --loglevel info",
     }
-
-
-def app_env() -> dict[str, str]:
-    """The environment of the app's processes: the venv's tools (node, npm, celery, reflex) first."""
-    env = child_env()
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 def main() -> int:

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +36,35 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def app_env() -> dict[str, str]:
+    """The environment of the app's processes: this one's, the venv's tools (node, npm, celery,
+    reflex, granian) first on PATH, output unbuffered."""
+    env = child_env()
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def asgi_command(app: str, port: int) -> list[str]:
+    """granian serving the ASGI `app` ("module:attribute") on a loopback port: one worker, HTTP only."""
+    command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+    return [*command, "--workers", "1", "--no-ws", app]
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """A GET that answers 200: whether a server a child runs is serving yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def unique_name(role: str, host: str) -> str:
+    """A Celery node name no other worker of this run has (each gets a log file of its own)."""
+    return f"{role}-{uuid.uuid4().hex[:6]}@{host}"
 
 
 def _die_with_parent() -> None:

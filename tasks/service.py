@@ -157,6 +157,7 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
             c.redis.hdel(progress.RUNNING_KEY, job_id)
         elif c.redis.set(progress.requeued_key(job_id), 1, nx=True, ex=progress.LEASE_MS // 1000 * 3):
             _enqueue(c, job_id, total)
+            log.warning("requeued job %s: its worker is gone", job_id)
             recovered.append(job_id)
     return recovered
 
@@ -169,6 +170,7 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
     has been retired (see JobLogReader). Returns the ids deleted by this run.
     """
     now = time.time() if now is None else now
+    condemned_now = 0
     scored = cast(list[tuple[bytes, float]], c.redis.zrange(progress.PURGING_KEY, 0, -1, withscores=True))
     condemned = {raw.decode(): at for raw, at in scored}
     due = [job_id for job_id, at in condemned.items() if at <= now - PURGE_GRACE_S]
@@ -187,6 +189,7 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
                 continue
             if last is not None and last.status.finished and last.ts < now - c.settings.retention_s:
                 _condemn(c, job_id, now)
+                condemned_now += 1
     finally:
         reader.close()
     if due:
@@ -194,6 +197,8 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
         keys = [key(job_id) for job_id in due for key in (progress.snapshot_key, progress.cancel_key)]
         c.redis.delete(*keys)
         c.redis.zrem(progress.PURGING_KEY, *due)
+    if due or condemned_now:
+        log.info("retention: %d expired jobs condemned, %d deleted", condemned_now, len(due))
     return due
 
 

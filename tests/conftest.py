@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +24,7 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from settings import PROJECT_ROOT, Settings, get_settings, load_settings, use_environment
 from stack import services
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS
-from stack.processes import VENV_BIN, CeleryWorker, Child, free_port
+from stack.processes import VENV_BIN, CeleryWorker, Child, app_env, free_port, http_ok, unique_name
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobState
@@ -136,8 +134,8 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
 
 def start_test_worker(name: str, env: dict[str, str], concurrency: int = 2, beat: bool = False) -> Child:
     """A real Celery worker process for a test; it dies with the test session if that dies."""
-    name = f"{name}-{uuid.uuid4().hex[:6]}@test"
-    return CeleryWorker(name, get_settings().run_dir / "logs", concurrency, env, beat, die_with_parent=True)
+    log_dir = get_settings().run_dir / "logs"
+    return CeleryWorker(unique_name(name, "test"), log_dir, concurrency, env, beat, die_with_parent=True)
 
 
 @pytest.fixture
@@ -169,14 +167,6 @@ def wait_finished(c: Clients, job_id: str, timeout_s: float = 60) -> JobState:
     return wait_for(finished, timeout_s, f"job {job_id} to finish")
 
 
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 class WebApp:
     """`reflex run` in its own process group, on the test ports."""
 
@@ -188,12 +178,7 @@ class WebApp:
         # watcher) when any file under the project changes; point its watch at an empty folder.
         quiet = settings.run_dir / "no-reload"
         quiet.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "REFLEX_HOT_RELOAD_OVERRIDE_PATHS": str(quiet),
-            **env,
-        }
+        self.env = {**app_env(), "REFLEX_HOT_RELOAD_OVERRIDE_PATHS": str(quiet), **env}
         self.child: Child | None = None
 
     def start(self) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import BENCH_ENV
 from bench.config import QUICK
+from settings import ENVIRONMENTS
 from tests.conftest import run_module
 
 KEYS = [
@@ -38,8 +38,9 @@ OLD_KEYS = ["e2e_step_to_client_ms", "peer_step_to_client_ms", "e2e_step_to_clie
 
 @pytest.mark.timeout(600)
 def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
-    # The bench's own database, broker port and ports, whatever this test session's are.
-    env = {**BENCH_ENV, "FRONTEND_PORT": "3600", "API_URL": "http://localhost:8600"}
+    # The bench's own database, broker port and ports, given explicitly: this session's environment
+    # holds the tests' values, and the bench fills in only what is unset.
+    env = {**ENVIRONMENTS["bench"], "FRONTEND_PORT": "3600", "API_URL": "http://localhost:8600"}
     run = run_module(["bench", "--quick", "--out", str(tmp_path)], env, timeout_s=580)
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     results = json.loads((tmp_path / "latest.json").read_text())

@@ -1,6 +1,10 @@
-"""The README stays true: its first commands and its settings table match the code."""
+"""The README stays true: its first commands and its tables of settings and environments match the code."""
 
-from settings import PROJECT_ROOT, SETTINGS
+from collections.abc import Callable
+
+import pytest
+
+from settings import PROJECT_ROOT, environments_table, settings_table
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -10,8 +14,16 @@ def test_readme_starts_with_the_run_and_test_commands() -> None:
     assert [line.split("#")[0].strip() for line in first_block] == ["make run", "make test"]
 
 
-def test_readme_lists_every_setting_with_its_default() -> None:
-    rows = {line.split("|")[1].strip().strip("`"): line for line in README.splitlines() if line.startswith("| `")}
-    for name, spec in SETTINGS.items():
-        assert name in rows, f"{name} is missing from the README's settings table"
-        assert f"`{spec.default}`" in rows[name], f"{name}'s default in the README is not {spec.default!r}"
+def readme_table(header: str) -> str:
+    """The README's table that starts with `header`, to its last row."""
+    lines = README.splitlines()
+    assert lines.count(header) == 1, f"the README has {lines.count(header)} tables headed {header!r}"
+    start = lines.index(header)
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.parametrize("generate", [settings_table, environments_table])
+def test_readme_tables_are_the_ones_python_m_settings_prints(generate: Callable[[], str]) -> None:
+    expected = generate()
+    assert readme_table(expected.splitlines()[0]) == expected, "regenerate it with `python -m settings`"

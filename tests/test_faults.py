@@ -14,11 +14,11 @@ import pytest
 from rxapp.hub import RESYNC, ProgressHub
 from settings import Settings, load_settings
 from stack import services
-from stack.processes import VENV_BIN, Child, free_port
+from stack.processes import Child, asgi_command, free_port, http_ok
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import Restartable, http_ok, run_async, wait_finished, wait_for
+from tests.conftest import Restartable, run_async, wait_finished, wait_for
 from tests.test_api import call
 from tests.test_pipeline import assert_complete_log, read_log
 
@@ -176,8 +176,8 @@ def test_the_api_answers_from_kafka_and_503_while_redis_is_down(own_redis, start
     start_worker("api", concurrency=1, REDIS_URL=own.redis_url)
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/jobs"
-    command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-    api = Child("api", [*command, "rxapp.api:api"], tmp_path / "api.log", {**os.environ, "REDIS_URL": own.redis_url})
+    env = {**os.environ, "REDIS_URL": own.redis_url}
+    api = Child("api", asgi_command("rxapp.api:api", port), tmp_path / "api.log", env)
     try:
         api.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/openapi.json"), 60, "the API serving")
         status, done = call("POST", base, {"n": 50})

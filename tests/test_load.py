@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from settings import ENVIRONMENTS
 from tests.conftest import run_module
 
 QUICK_JOBS = 40
-# The load run's own Redis database, broker port and run folder: never the tests' (it empties its
-# database), whatever this session's environment says.
-LOAD_ENV = {
-    "REDIS_URL": "redis://127.0.0.1:6379/9",
-    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19097",
-    "RUN_DIR": ".run/load-test",
-}
+# The load run's own Redis database and broker port, never the tests' (it empties its database), given
+# explicitly: this session's environment holds the tests' values, and the load run fills in only what
+# is unset. A run folder of its own, apart from a `python -m bench.load` of a person.
+LOAD_ENV = {**ENVIRONMENTS["load"], "RUN_DIR": ".run/load-test"}
 
 
 def test_the_quick_load_run_completes_every_job(tmp_path: Path) -> None:

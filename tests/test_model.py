@@ -1,9 +1,14 @@
-"""Pure logic: input rules, id checks, the record format, settings validation, the card's text."""
+"""Pure logic: input rules, id checks, the record format, settings validation, the card's text, the
+worker's log lines."""
 
 import json
+import logging
 import uuid
+from types import SimpleNamespace
 
 import pytest
+from celery.app import trace
+from celery.beat import Scheduler
 from reflex_base.constants.config import Expiration
 from reflex_base.environment import environment, oplock_hold_time
 
@@ -11,6 +16,7 @@ from rxapp.jobview import format_seconds, job_view
 from rxapp.state.jobs import ids_from_cookie
 from settings import SETTINGS, SettingsError, apply_reflex_environment, load_settings, reflex_environment
 from tasks.model import InvalidInput, JobNotFound, JobState, JobStatus, check_job_id, is_job_id, parse_n
+from tasks.worker.celery_app import QUIET_TASKS
 
 MAX_N = 10_000_000
 
@@ -127,3 +133,33 @@ def test_a_card_never_moves_backwards_or_out_of_a_final_state() -> None:
     final = job_view(JobState(job_id, 1000, 1000, JobStatus.SUCCEEDED, 3.0))
     assert not JobState(job_id, 1000, 1000, JobStatus.RUNNING, 4.0).supersedes(final.status, final.step)
     assert not JobState(job_id, 1000, 1000, JobStatus.FAILED, 4.0).supersedes(final.status, final.step)
+
+
+def celery_lines(task: str, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What Celery logs about one run of `task`, by the calls celery.beat, celery.worker.strategy and
+    celery.app.trace make: beat sends it, the worker receives it, it succeeds; and a failure."""
+    context = {"id": "1", "name": task, "args": "()", "kwargs": "{}", "eta": None}
+    failure = context | {"description": "raised unexpected", "exc": "RuntimeError()"}
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        Scheduler.apply_entry(SimpleNamespace(apply_async=lambda *a, **kw: None), SimpleNamespace(name="e", task=task))
+        logging.getLogger("celery.worker.strategy").info(trace.LOG_RECEIVED, context, extra={"data": context})
+        trace.info(trace.LOG_SUCCESS, context | {"return_value": "0", "runtime": 0.01})
+        logging.getLogger("celery.app.trace").error(trace.LOG_FAILURE, failure, extra={"data": failure})
+    return caplog.messages
+
+
+def test_the_worker_logs_every_line_about_jobs_and_only_failures_of_the_periodic_checks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = "tasks.jobs.run_job"
+    assert celery_lines(job, caplog) == [
+        f"Scheduler: Sending due task e ({job})",
+        f"Task {job}[1] received",
+        f"Task {job}[1] succeeded in 0.01s: 0",
+        f"Task {job}[1] raised unexpected: RuntimeError()",
+    ]
+    checks = ["tasks.jobs.purge_expired_jobs", "tasks.jobs.recover_stalled_jobs"]
+    assert sorted(QUIET_TASKS) == checks
+    for task in checks:
+        assert celery_lines(task, caplog) == [f"Task {task}[1] raised unexpected: RuntimeError()"]

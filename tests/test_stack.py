@@ -20,8 +20,8 @@ from confluent_kafka.admin import AdminClient
 
 from settings import PROJECT_ROOT, Settings, load_settings
 from stack import services
-from stack.processes import free_port
-from tests.conftest import WebApp, http_ok, wait_for
+from stack.processes import free_port, http_ok
+from tests.conftest import WebApp, wait_for
 
 
 def port_answers(port: int) -> bool:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 from celery import Celery
+from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
 from celery.signals import worker_process_init
 
 from settings import Settings, get_settings
@@ -40,6 +44,32 @@ def make_app(settings: Settings) -> Celery:
 
 
 app = make_app(get_settings())
+
+# The periodic checks run every few seconds and rarely find anything; they log what they do find
+# (tasks.service). Celery's own lines about them (beat sent it, the worker received it, it
+# succeeded) would fill the console, so they are left out; a failure is still logged.
+QUIET_TASKS = frozenset({"tasks.jobs.recover_stalled_jobs", "tasks.jobs.purge_expired_jobs"})
+# Logger -> the message (format string) Celery logs there for every task it sends, receives or ends.
+ROUTINE_LINES = {
+    "celery.beat": "Scheduler: Sending due task %s (%s)",  # args: the entry's name, the task's
+    "celery.worker.strategy": LOG_RECEIVED,  # args: a dict of the task's id, name, args...
+    "celery.app.trace": LOG_SUCCESS,  # args: a dict of the task's id, name, runtime, return value...
+}
+
+
+class QuietPeriodicTasks(logging.Filter):
+    """Drops Celery's routine lines about QUIET_TASKS."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != ROUTINE_LINES.get(record.name):
+            return True
+        args = record.args
+        task = args.get("name") if isinstance(args, Mapping) else args[-1] if args else None
+        return task not in QUIET_TASKS
+
+
+for _logger in ROUTINE_LINES:
+    logging.getLogger(_logger).addFilter(QuietPeriodicTasks())
 
 
 @worker_process_init.connect
