@@ -4,7 +4,9 @@ The protocol, from reflex/app.py (EventNamespace) and the compiled .web/utils/st
 namespace and path `/_event`, the tab's client token in the query, and the hydrate event in the
 CONNECT packet's auth, carrying the browser's cookies that are `rx.Cookie` vars (here the jobs
 cookie). The backend answers with `event` messages holding `delta` (state changes by substate) and
-`events` (scripts for the browser, here only the cookie's updates, which a scripted page skips).
+`events` (scripts for the browser). A scripted page answers the one that asks for the browser's id
+(its result goes back as the `recover` event, as the browser's callback sends it) and skips the
+cookie's updates.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 import socketio
 
 from bench.arrivals import Arrival
+from rxapp.state.cookie import BROWSER_COOKIE_NAME
 
 NAMESPACE = "/_event"
 ROOT_STATE = "reflex___state____state"
 HYDRATE = f"{ROOT_STATE}.hydrate_and_load"
 JOBS_STATE = f"{ROOT_STATE}.rxapp___state___jobs____jobs_state"
 JOBS_VAR = "jobs_rx_state_"
+RECOVER = f"{JOBS_STATE}.recover"
 COOKIE_VAR = f"{JOBS_STATE}.cookie_rx_state_"
 ROUTER_DATA = {"pathname": "/", "asPath": "/"}
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -35,6 +39,7 @@ class PageClient:
         self.url = url
         self.job_id = job_id
         self.token = str(uuid.uuid4())
+        self.browser_id = str(uuid.uuid4())
         self.arrivals: list[Arrival] = []
         self.watching = asyncio.Event()  # the job's card arrived: the page has recovered the job
         self.finished = asyncio.Event()
@@ -58,6 +63,11 @@ class PageClient:
 
     async def _on_event(self, update: dict[str, Any]) -> None:
         at = time.time()
+        for event in update.get("events") or ():
+            script = (event.get("payload") or {}).get("javascript_code", "")
+            if event.get("name") == "_call_script" and BROWSER_COOKIE_NAME in str(script):
+                answer = {"name": RECOVER, "payload": {"browser_id": self.browser_id}, "router_data": ROUTER_DATA}
+                await self.sio.emit("event", answer, namespace=NAMESPACE)
         cards = (update.get("delta") or {}).get(JOBS_STATE, {}).get(JOBS_VAR)
         for card in cards or ():
             if card["job_id"] == self.job_id:

@@ -127,11 +127,12 @@ def stop_launch(process: subprocess.Popen[str]) -> str:
     return output
 
 
-def cmdline(pid: int) -> bytes:
+def argv(pid: int) -> list[bytes]:
+    """The process's command line, word by word (a shell's `-c` script is one word)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:  # gone meanwhile
-        return b""
+        return []
 
 
 def descendants(pid: int) -> list[int]:
@@ -156,8 +157,8 @@ def test_make_run_serves_the_app_and_ctrl_c_stops_everything_it_started(launch, 
     children = descendants(launch.pid)
     assert len(children) >= 5, "redis, kafka, worker, beat and web run under the launch"
     # The worker users get hands its jobs back on SIGTERM (tests/test_faults.py shows what that gives).
-    workers = [pid for pid in children if b"worker" in cmdline(pid) and b"celery" in cmdline(pid)]
-    assert workers, "a Celery worker runs under the launch"
+    workers = wait_for(lambda: [pid for pid in descendants(launch.pid) if {b"celery", b"worker"} <= set(argv(pid))],
+                       30, "the Celery worker to run")  # fmt: skip
     for pid in workers:
         assert b"REMAP_SIGTERM=SIGQUIT" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
 
