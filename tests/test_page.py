@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -384,6 +385,38 @@ def send_on_hydrate(page: JobPage, value: str) -> list[str]:
 
     page.page.route_web_socket(re.compile(r"/_event"), route)
     return replaced
+
+
+@pytest.mark.parametrize("forged", ["../../etc/passwd", "<script>alert(1)</script>", "x" * 5000])
+def test_a_forged_browser_id_is_refused_and_creates_nothing(
+    forged: str, new_context: Callable[..., BrowserContext], web: WebApp, c: Clients
+) -> None:
+    """A client that is not a browser could answer the page's request for its id with anything."""
+    page = JobPage(new_context().new_page(), web.frontend + "/")
+    sent: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and "jobs_state.recover" in message:
+                message = re.sub(r'"browser_id":"[^"]*"', lambda _: f'"browser_id":{json.dumps(forged)}', message)
+                sent.append(message)
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    page.page.route_web_socket(re.compile(r"/_event"), route)
+    keys = snapshot_keys(c)
+    page.open()
+    error = page.page.get_by_test_id("job-error")
+    expect(error).to_contain_text("needs cookies")
+    page.type_n("10")  # asks for the id again, and gets the forged one again
+    wait_for(lambda: len(sent) >= 2, TIMEOUT_S, "the second request for the browser's id")
+    expect(error).to_contain_text("needs cookies")
+    expect(page.cards).to_have_count(0)
+    assert snapshot_keys(c) == keys
+    page.assert_clean()
 
 
 @pytest.mark.parametrize("case", [*TAMPERED, "other-context-job"])
