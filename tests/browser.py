@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from playwright.sync_api import BrowserContext, Dialog, Locator, Page, expect
@@ -109,6 +111,14 @@ class JobPage:
             timeout=timeout_s * 1000,
         )
         return self.step(job_id)[0]
+
+    def wait_until(self, check: Callable[[], object], what: str, timeout_s: float = TIMEOUT_S) -> None:
+        """Poll `check` while Playwright goes on serving this page's routes and events (a plain sleep
+        would hold them back: the sync API dispatches them only inside its own calls)."""
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
+            self.page.wait_for_timeout(20)
 
     def assert_clean(self) -> None:
         """No uncaught script error, no alert, no error toast (Reflex shows backend errors as one)."""

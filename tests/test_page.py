@@ -412,7 +412,7 @@ def test_a_forged_browser_id_is_refused_and_creates_nothing(
     error = page.page.get_by_test_id("job-error")
     expect(error).to_contain_text("needs cookies")
     page.type_n("10")  # asks for the id again, and gets the forged one again
-    wait_for(lambda: len(sent) >= 2, TIMEOUT_S, "the second request for the browser's id")
+    page.wait_until(lambda: len(sent) >= 2, "the second answer to the request for the browser's id")
     expect(error).to_contain_text("needs cookies")
     expect(page.cards).to_have_count(0)
     assert snapshot_keys(c) == keys
@@ -438,7 +438,7 @@ def test_tampered_cookie_is_harmless(
     replaced = send_on_hydrate(page, value) if cookie_value != value else None
     page.open()
     if replaced is not None:
-        wait_for(lambda: replaced, TIMEOUT_S, "the tampered value to be sent on the socket")
+        page.wait_until(lambda: replaced, "the tampered value to be sent on the socket")
 
     # The page cleans the cookie once it has read it: nothing in it is an unfinished job.
     wait_for(lambda: cookie_ids(context) == [], TIMEOUT_S, "the page to clean the cookie")
