@@ -45,15 +45,19 @@ SETTINGS: dict[str, Setting] = {
     "API_URL": Setting(
         "", "Public URL of the backend as the browser sees it (default http://localhost:<BACKEND_PORT>)"
     ),
-    "MAX_N": Setting("10000000", "Largest number of steps a job may have"),
+    "MAX_N": Setting("10000000", "Largest number of steps of a count job"),
     "STEP_DELAY_MS": Setting("5", "Work per step of the demo job, in milliseconds (0: none)"),
     "PROGRESS_INTERVAL_MS": Setting("50", "At most one progress message per job per this many milliseconds"),
     "JOB_RETENTION_HOURS": Setting("168", "Finished jobs' topics and snapshots are deleted after this many hours"),
     "BROKER_WAIT_S": Setting("30", "How long a job waits for an unreachable Kafka before it fails"),
     "MAX_JOBS_PER_BROWSER": Setting("20", "Most unfinished jobs one browser may hold"),
-    "MAX_BODY_BYTES": Setting("4096", "Largest HTTP API request body"),
+    "MAX_BODY_BYTES": Setting("4096", "Largest HTTP API request body, and largest params of a job"),
+    "RESULT_MAX_BYTES": Setting("65536", "Largest result (JSON) a job may return; a larger one fails the job"),
     "WORKER_CONCURRENCY": Setting("2", "Celery worker processes"),
     "RUN_DIR": Setting(".run", "Folder (git-ignored) for embedded services' data and the launch's logs"),
+    "JOB_MODULES": Setting(
+        "", "Your own job types: Python modules to import beside tasks/catalog (dotted paths, comma separated)"
+    ),
 }
 
 
@@ -76,8 +80,10 @@ class Settings:
     broker_wait_s: float
     max_jobs_per_browser: int
     max_body_bytes: int
+    result_max_bytes: int
     worker_concurrency: int
     run_dir: Path
+    job_modules: tuple[str, ...]
 
     @property
     def progress_interval_s(self) -> float:
@@ -127,6 +133,14 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _module_paths(name: str, raw: str) -> tuple[str, ...]:
+    paths = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for path in paths:
+        if not all(part.isidentifier() for part in path.split(".")):
+            raise SettingsError(f"{name} must be dotted module paths such as myteam.jobs, got {path!r}")
+    return paths
+
+
 def _topic_prefix(name: str, raw: str) -> str:
     # Kafka topic names allow [a-zA-Z0-9._-]; a job id adds 36 characters to the prefix.
     if not raw or len(raw) > 200 or not all(c.isascii() and (c.isalnum() or c in "._-") for c in raw):
@@ -151,8 +165,10 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "BROKER_WAIT_S": lambda n, r: _float(n, r, 0, 3600),
     "MAX_JOBS_PER_BROWSER": lambda n, r: _int(n, r, 1, 1000),
     "MAX_BODY_BYTES": lambda n, r: _int(n, r, 64, 10**7),
+    "RESULT_MAX_BYTES": lambda n, r: _int(n, r, 64, 10**8),
     "WORKER_CONCURRENCY": lambda n, r: _int(n, r, 1, 256),
     "RUN_DIR": lambda n, r: PROJECT_ROOT / r,
+    "JOB_MODULES": _module_paths,
 }
 
 
@@ -180,6 +196,7 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
         "BACKEND_PORT": "8100",
         "STEP_DELAY_MS": "2",
         "RUN_DIR": ".run/test",
+        "JOB_MODULES": "tests.catalog",
     },
     "bench": {
         "REDIS_URL": "redis://127.0.0.1:6379/13",

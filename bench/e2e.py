@@ -64,7 +64,7 @@ def step_times(stack: BenchStack, job_id: str) -> StepTimes:
 
 
 def submit(stack: BenchStack, count: int, n: int) -> list[str]:
-    job_ids = [service.submit_job(n, stack.clients).job_id for _ in range(count)]
+    job_ids = [service.submit_job("count", {"n": n}, stack.clients).job_id for _ in range(count)]
     stack.job_ids += job_ids
     return job_ids
 

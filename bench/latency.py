@@ -58,8 +58,8 @@ def submits(stack: BenchStack, count: int, tick: Tick) -> dict[str, Any]:
     database. No worker runs them; the database is emptied afterwards."""
     c = stack.clients
     try:
-        time_calls(lambda: service.submit_job(10, c), WARMUP_CALLS)
-        result = summarize(time_calls(lambda: service.submit_job(10, c), count))
+        time_calls(lambda: service.submit_job("count", {"n": 10}, c), WARMUP_CALLS)
+        result = summarize(time_calls(lambda: service.submit_job("count", {"n": 10}, c), count))
     finally:
         stack.flush_redis()
     tick("submit_job")

@@ -28,7 +28,7 @@ def _run(stack: BenchStack, n: int, timeout_s: float) -> dict[str, float]:
 
     with Subscriber(stack.settings.redis_url, JOB_CHANNELS, final, pattern=True) as subscriber:
         start = time.perf_counter()
-        state = service.submit_job(n, stack.clients)
+        state = service.submit_job("count", {"n": n}, stack.clients)
         job["channel"] = progress.channel(state.job_id)
         stack.job_ids.append(state.job_id)
         subscriber.rescan()

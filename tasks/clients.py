@@ -16,11 +16,17 @@ from celery import Celery
 from settings import Settings, get_settings
 from tasks import progress
 from tasks.joblog import JobLogAdmin, JobLogReader, JobLogWriter
+from tasks.jobtypes import JobType, load_catalog
 
 
 @dataclass
 class Clients:
     settings: Settings
+
+    @property
+    def catalog(self) -> dict[str, JobType]:
+        """Every job type, by name (loaded once per process)."""
+        return load_catalog(self.settings)
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -12,6 +12,10 @@ from typing import Any
 JOB_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
+# The seed's job, and what a submit without a type runs.
+DEFAULT_JOB_TYPE = "count"
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -53,7 +57,13 @@ class JobNotFound(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class JobState:
-    """One record of a job's log and the latest state of a job: the same shape everywhere."""
+    """One record of a job's log and the latest state of a job: the same shape everywhere.
+
+    `total` is 0 while a job has not said how many steps it has. `params` are the job's inputs:
+    in its first and final records and in what the service answers, not in every progress message.
+    `message` is what the job last said about its progress, `result` what its function returned
+    (final records), `checkpoint` what it keeps across a resume (step records, see JobContext).
+    """
 
     job_id: str
     step: int
@@ -62,6 +72,11 @@ class JobState:
     ts: float
     started_at: float | None = None
     error: str | None = None
+    job_type: str = DEFAULT_JOB_TYPE
+    params: dict[str, Any] | None = None
+    message: str | None = None
+    result: Any = None
+    checkpoint: dict[str, Any] | None = None
 
     def supersedes(self, status: JobStatus, step: int) -> bool:
         """Whether this state moves a job last seen at `status` and `step` forward, so that the
@@ -69,12 +84,15 @@ class JobState:
         finished state always does, and otherwise the step must not go back."""
         return not status.finished and (self.status.finished or self.step >= step)
 
-    def to_json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if v is not None}
-        return json.dumps(data, separators=(",", ":"))
-
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "status": self.status.value}
+        """The state as JSON-ready values; the job type's key is `type`, as the API names it."""
+        data = asdict(self)
+        data["type"] = data.pop("job_type")
+        data["status"] = self.status.value
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in self.to_dict().items() if v is not None}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobState:
@@ -87,6 +105,12 @@ class JobState:
             ts=float(data["ts"]),
             started_at=data.get("started_at"),
             error=data.get("error"),
+            # Records written before job types were count jobs.
+            job_type=data.get("type", DEFAULT_JOB_TYPE),
+            params=data.get("params"),
+            message=data.get("message"),
+            result=data.get("result"),
+            checkpoint=data.get("checkpoint"),
         )
 
 
@@ -101,23 +125,3 @@ def check_job_id(value: object) -> str:
         raise JobNotFound("no such job")
     assert isinstance(value, str)
     return value
-
-
-def parse_n(value: object, max_n: int) -> int:
-    """Accept a whole number 1..max_n (an int, or a string of digits with spaces around it)."""
-    allowed = f"the number of steps must be a whole number from 1 to {max_n:,}"
-    if isinstance(value, bool) or value is None:
-        raise InvalidInput(allowed)
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, str):
-        text = value.strip()
-        # isdecimal() alone admits non-ASCII digits such as '٣'; a cap on length keeps int() cheap.
-        if not (text.isascii() and text.isdecimal()) or len(text.lstrip("0")) > 20:
-            raise InvalidInput(allowed)
-        n = int(text)
-    else:
-        raise InvalidInput(allowed)
-    if not 1 <= n <= max_n:
-        raise InvalidInput(allowed)
-    return n

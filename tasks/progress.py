@@ -6,10 +6,11 @@ losing Redis loses no history. Names are built only from checked job ids.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
@@ -44,6 +45,11 @@ def snapshot_key(job_id: str) -> str:
 
 def channel(job_id: str) -> str:
     return f"{KEY_PREFIX}progress:{check_job_id(job_id)}"
+
+
+def params_key(job_id: str) -> str:
+    """The job's params while it runs (its progress messages leave them out; see load)."""
+    return f"{KEY_PREFIX}params:{check_job_id(job_id)}"
 
 
 def cancel_key(job_id: str) -> str:
@@ -103,14 +109,23 @@ def refill(client: redis.Redis, settings: Settings, state: JobState) -> None:
 
 
 def load(client: redis.Redis, job_id: str) -> JobState | None:
-    """The job's snapshot; JobNotFound once retention has condemned the job."""
+    """The job's snapshot, with its params; JobNotFound once retention has condemned the job.
+
+    A queued or finished job's snapshot holds its params; a running job's progress messages do
+    not (they go to every page that follows it), so its params are kept beside it."""
     pipe = client.pipeline(transaction=False)
     pipe.get(snapshot_key(job_id))
+    pipe.get(params_key(job_id))
     pipe.exists(gone_key(job_id))
-    raw, gone = pipe.execute()
+    raw, raw_params, gone = pipe.execute()
     if gone:
         raise JobNotFound("no such job")
-    return None if raw is None else JobState.from_json(raw)
+    if raw is None:
+        return None
+    state = JobState.from_json(raw)
+    if state.params is None and raw_params is not None:
+        state = replace(state, params=json.loads(raw_params))
+    return state
 
 
 @dataclass

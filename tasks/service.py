@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar, cast
+from dataclasses import replace
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 from kombu.exceptions import OperationalError
@@ -19,7 +21,8 @@ from kombu.exceptions import OperationalError
 from tasks import owners, progress
 from tasks.clients import Clients
 from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader, LogPage
-from tasks.model import JobNotFound, JobState, JobStatus, ServiceUnavailable, TooManyJobs, check_job_id, parse_n
+from tasks.jobtypes import InvalidParams, JobType, find, params_size
+from tasks.model import JobNotFound, JobState, JobStatus, ServiceUnavailable, TooManyJobs, check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +48,34 @@ def reaching_services(call: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def check_params(job_type: object, params: object, c: Clients) -> tuple[JobType, dict[str, Any]]:
+    """The job type and its params as JSON values with defaults filled in; InvalidInput (or its
+    InvalidParams, naming each bad param) when the type or the params are refused."""
+    job = find(c.catalog, job_type)
+    values = job.json_params(params)
+    if params_size(values) > c.settings.max_body_bytes:
+        limit = c.settings.max_body_bytes
+        raise InvalidParams({"params": f"may be at most {limit:,} bytes of JSON (MAX_BODY_BYTES)"})
+    return job, values
+
+
 @reaching_services
-def submit_job(n: object, c: Clients, owner: str | None = None) -> JobState:
-    """Check `n`, record the job as queued and enqueue it; returns at once with the new id.
+def submit_job(job_type: object, params: object, c: Clients, owner: str | None = None) -> JobState:
+    """Check the type and params, record the job as queued and enqueue it; returns at once with
+    the new id. Refused input raises InvalidInput and creates nothing.
 
     With an `owner`, the job counts against their MAX_JOBS_PER_BROWSER unfinished jobs: over it,
     TooManyJobs is raised and nothing is created.
     """
-    total = parse_n(n, c.settings.max_n)
-    state = JobState(str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time())
+    job, values = check_params(job_type, params, c)
+    total = job.total(values) if job.total is not None else 0
+    state = JobState(str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time(), job_type=job.name, params=values)
     if owner is None:
         progress.store(c.redis, c.settings, state)
     elif not owners.admit(c.redis, c.settings, owner, c.settings.max_jobs_per_browser, state):
         raise TooManyJobs(c.settings.max_jobs_per_browser)
     try:
-        _enqueue(c, state.job_id, total)
+        _enqueue(c, state.job_id, job.name, values)
     except Exception:
         # Not queued: leave no snapshot behind that would read as a job waiting forever.
         with contextlib.suppress(redis.RedisError):
@@ -74,9 +90,9 @@ def owned_jobs(owner: str, c: Clients) -> list[str]:
     return owners.recent(c.redis, owner)
 
 
-def _enqueue(c: Clients, job_id: str, total: int) -> None:
+def _enqueue(c: Clients, job_id: str, job_type: str, params: dict[str, Any]) -> None:
     """Send the job's task; its Celery task id is the job id."""
-    c.celery.send_task("tasks.jobs.run_job", args=(job_id, total), task_id=job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(job_id, job_type, params), task_id=job_id)
 
 
 @reaching_services
@@ -89,13 +105,15 @@ def get_job(job_id: object, c: Clients) -> JobState:
         state, redis_up = None, False
     else:
         redis_up = True
-    if state is not None:
-        return state
-    state = c.reader.last(job_id)
     if state is None:
-        raise JobNotFound("no such job")
-    if redis_up:
-        progress.refill(c.redis, c.settings, state)
+        state = c.reader.last(job_id)
+        if state is None:
+            raise JobNotFound("no such job")
+        if redis_up:
+            progress.refill(c.redis, c.settings, state)
+    if state.params is None and state.status is JobStatus.RUNNING:  # Redis lost them: the log's first record has them
+        first = c.reader.page(job_id, 0, 1).records
+        state = replace(state, params=first[0].params if first else None)
     return state
 
 
@@ -148,15 +166,15 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     """
     recovered = []
     running = cast(dict[bytes, bytes], c.redis.hgetall(progress.RUNNING_KEY))
-    for raw_id, raw_total in running.items():
-        job_id, total = raw_id.decode(), int(raw_total)
+    for raw_id, raw_task in running.items():
+        job_id, task = raw_id.decode(), json.loads(raw_task)
         if c.redis.exists(progress.lease_key(job_id)):
             continue
         state = progress.load(c.redis, job_id)
         if state is not None and state.status.finished:
             c.redis.hdel(progress.RUNNING_KEY, job_id)
         elif c.redis.set(progress.requeued_key(job_id), 1, nx=True, ex=progress.LEASE_MS // 1000 * 3):
-            _enqueue(c, job_id, total)
+            _enqueue(c, job_id, task["type"], task["params"])
             log.warning("requeued job %s: its worker is gone", job_id)
             recovered.append(job_id)
     return recovered
@@ -194,7 +212,9 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
         reader.close()
     if due:
         c.admin.delete(due)
-        keys = [key(job_id) for job_id in due for key in (progress.snapshot_key, progress.cancel_key)]
+        keys = [
+            key(job_id) for job_id in due for key in (progress.snapshot_key, progress.cancel_key, progress.params_key)
+        ]
         c.redis.delete(*keys)
         c.redis.zrem(progress.PURGING_KEY, *due)
     if due or condemned_now:

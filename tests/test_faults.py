@@ -38,7 +38,7 @@ def own_kafka(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
 def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(c: Clients, settings: Settings, start_worker):
     n = 4000
     first = start_worker("leaving", concurrency=1)
-    state = service.submit_job(n, c)
+    state = service.submit_job("count", {"n": n}, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
     first.signal(signal.SIGTERM)
     first.process.wait(30)
@@ -52,7 +52,7 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(c: Clients, 
 def test_killed_worker_under_load_loses_no_job_and_repeats_no_step(c: Clients, settings: Settings, start_worker):
     n = 1500
     doomed = start_worker("doomed", concurrency=2)
-    jobs = [service.submit_job(n, c) for _ in range(6)]
+    jobs = [service.submit_job("count", {"n": n}, c) for _ in range(6)]
     wait_for(lambda: sum(service.get_job(j.job_id, c).step > 200 for j in jobs) >= 2, what="two jobs to run")
     doomed.kill_group()
     start_worker("rescuer", concurrency=2, beat=True)
@@ -96,7 +96,7 @@ def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker):
     oc = Clients(own)
     start_worker("r", concurrency=1, REDIS_URL=own.redis_url)
     n = 4000
-    state = service.submit_job(n, oc)
+    state = service.submit_job("count", {"n": n}, oc)
     # Running, with its first records in Kafka (a fresh producer's first batch takes a moment).
     wait_for(lambda: _topic_last_step(oc, state.job_id) > 200, what="the job to run")
     during: dict[str, int] = {}
@@ -129,7 +129,7 @@ def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_ka
     oc = Clients(own)
     start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
     server.stop()
-    state = service.submit_job(100, oc)
+    state = service.submit_job("count", {"n": 100}, oc)
     started = time.monotonic()
     failed = wait_finished(oc, state.job_id, timeout_s=30)
     assert failed.status is JobStatus.FAILED
@@ -137,7 +137,7 @@ def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_ka
     assert time.monotonic() - started < 15, "the job waited a bounded time"
 
     server.start()
-    again = service.submit_job(100, oc)
+    again = service.submit_job("count", {"n": 100}, oc)
     assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
 
 
@@ -145,7 +145,7 @@ def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, 
     server, own = own_kafka
     oc = Clients(own)
     start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
-    state = service.submit_job(100_000, oc)
+    state = service.submit_job("count", {"n": 100_000}, oc)
     wait_for(lambda: service.get_job(state.job_id, oc).step > 300, what="the job to run")
     server.stop()
     failed = wait_finished(oc, state.job_id, timeout_s=30)
@@ -153,7 +153,7 @@ def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, 
     assert failed.error
 
     server.start()  # a new, empty broker: the worker's next job must not be stuck on the old producer
-    again = service.submit_job(200, oc)
+    again = service.submit_job("count", {"n": 200}, oc)
     assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
     assert_complete_log(read_log(own, again.job_id), again.job_id, 200)
 
@@ -162,10 +162,10 @@ def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker):
     server, own = own_kafka
     oc = Clients(own)
     start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
-    assert wait_finished(oc, service.submit_job(200, oc).job_id).status is JobStatus.SUCCEEDED
+    assert wait_finished(oc, service.submit_job("count", {"n": 200}, oc).job_id).status is JobStatus.SUCCEEDED
     server.stop()
     server.start()  # empty, and it does not know the worker's producer any more
-    job = service.submit_job(300, oc)
+    job = service.submit_job("count", {"n": 300}, oc)
     assert wait_finished(oc, job.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
     assert_complete_log(read_log(own, job.job_id), job.job_id, 300)
 

@@ -202,7 +202,7 @@ def test_submit_job_with_refused_input_creates_and_enqueues_nothing(value: objec
         hypothesis.reject()  # accepted input creates a job: not this test's subject
     keys, length = job_keys(c), queued(c)
     with pytest.raises(InvalidInput):
-        service.submit_job(value, c)
+        service.submit_job("count", {"n": value}, c)
     assert job_keys(c) == keys
     assert queued(c) == length
 

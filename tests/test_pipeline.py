@@ -102,7 +102,7 @@ def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, sett
 
 
 def test_get_job_while_running_and_from_kafka_when_redis_lost_it(c: Clients, worker: Child):
-    state = service.submit_job(20_000, c)
+    state = service.submit_job("count", {"n": 20_000}, c)
     # Well into the run, so the first batches of records have reached the broker.
     running = wait_for(
         lambda: (s := service.get_job(state.job_id, c)).status is JobStatus.RUNNING and s.step > 1000 and s,
@@ -138,13 +138,13 @@ def test_submit_refuses_bad_input_and_creates_nothing(c: Clients):
     queued = c.redis.llen("celery")
     for bad in [0, -3, 1.5, "", "abc", 10**12, True, None, "1e3"]:
         with pytest.raises(ValueError, match="whole number"):
-            service.submit_job(bad, c)
+            service.submit_job("count", {"n": bad}, c)
     assert set(c.redis.scan_iter("jobstream:*")) == before
     assert c.redis.llen("celery") == queued
 
 
 def test_cancel_a_queued_job_it_never_starts(c: Clients, settings: Settings, start_worker):
-    state = service.submit_job(500, c)  # no worker runs yet: it stays queued
+    state = service.submit_job("count", {"n": 500}, c)  # no worker runs yet: it stays queued
     cancelled = service.cancel_job(state.job_id, c)
     assert cancelled.status is JobStatus.CANCELLED
     assert service.get_job(state.job_id, c).status is JobStatus.CANCELLED
@@ -163,7 +163,7 @@ def _topic_exists(c: Clients, job_id: str) -> bool:
 
 
 def test_cancel_a_running_job_stops_within_one_progress_interval(c: Clients, settings: Settings, worker: Child):
-    state = service.submit_job(1_000_000, c)
+    state = service.submit_job("count", {"n": 1_000_000}, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 50, what="the job to run")
     asked_at = time.time()
     service.cancel_job(state.job_id, c)
@@ -183,7 +183,7 @@ def test_cancel_a_running_job_stops_within_one_progress_interval(c: Clients, set
 def test_a_job_survives_its_worker_being_killed(c: Clients, settings: Settings, start_worker):
     n = 4000
     first = start_worker("doomed", concurrency=1)
-    state = service.submit_job(n, c)
+    state = service.submit_job("count", {"n": n}, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
     first.kill_group()
     assert service.get_job(state.job_id, c).step < n
@@ -200,9 +200,9 @@ def test_queued_jobs_behind_a_killed_worker_run_on_the_next_one(c: Clients, sett
     # behind the running ones stay in the queue, not unacknowledged in a dead worker's hands until
     # Redis' visibility timeout (1 h). With a multiplier of 4 this test fails.
     first = start_worker("doomed", concurrency=2)
-    running = [service.submit_job(4000, c) for _ in range(2)]
+    running = [service.submit_job("count", {"n": 4000}, c) for _ in range(2)]
     wait_for(lambda: all(service.get_job(s.job_id, c).step > 300 for s in running), what="the jobs to get going")
-    waiting = [service.submit_job(500, c) for _ in range(2)]
+    waiting = [service.submit_job("count", {"n": 500}, c) for _ in range(2)]
     # Nothing to await: the point is that the worker does not take them. A prefetching worker takes
     # them within milliseconds of their publish; a second is the window in which it must not.
     time.sleep(1.0)
@@ -217,7 +217,7 @@ def test_queued_jobs_behind_a_killed_worker_run_on_the_next_one(c: Clients, sett
 def test_a_job_survives_its_pool_process_being_killed(c: Clients, settings: Settings, start_worker):
     n = 3000
     w = start_worker("pool", concurrency=1)
-    state = service.submit_job(n, c)
+    state = service.submit_job("count", {"n": n}, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 300, what="the job to get going")
     (child,) = w.children()
     os.kill(child, signal.SIGKILL)  # task_reject_on_worker_lost: the parent requeues the task
@@ -228,9 +228,9 @@ def test_a_job_survives_its_pool_process_being_killed(c: Clients, settings: Sett
 
 def test_retention_deletes_old_finished_jobs_and_keeps_recent_ones(c: Clients, settings: Settings, start_worker):
     worker = start_worker("retention")
-    old = service.submit_job(5, c)
+    old = service.submit_job("count", {"n": 5}, c)
     old_end = wait_finished(c, old.job_id).ts
-    recent = service.submit_job(5, c)
+    recent = service.submit_job("count", {"n": 5}, c)
     assert wait_finished(c, recent.job_id).ts > old_end
     # "Now" is just past the old job's end plus the retention: the recent one is within it.
     now = old_end + settings.retention_s + 0.0001
@@ -252,7 +252,7 @@ def test_retention_deletes_old_finished_jobs_and_keeps_recent_ones(c: Clients, s
 
 def test_two_live_copies_of_one_job_run_each_step_once(c: Clients, settings: Settings, start_worker):
     worker = start_worker("twice", concurrency=2)
-    state = service.submit_job(1_000_000, c)
+    state = service.submit_job("count", {"n": 1_000_000}, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 100, what="the job to run")
     # A second copy of its task, as a redelivery sends it, while the first copy runs: the second waits
     # for the lease, and stops when the first still holds it.
@@ -293,7 +293,7 @@ def test_the_purge_runs_as_its_beat_entry_says_on_a_real_worker(c: Clients, star
     # A retention of about a second for this worker: the job below is past it once it has finished.
     retention_h = 0.0003
     start_worker("purge", JOB_RETENTION_HOURS=str(retention_h))
-    final = wait_finished(c, service.submit_job(5, c).job_id)
+    final = wait_finished(c, service.submit_job("count", {"n": 5}, c).job_id)
     wait_for(lambda: time.time() > final.ts + retention_h * 3600, what="the retention to pass")
     c.celery.send_task(entry["task"])  # what beat sends
     wait_for(lambda: c.redis.zscore(progress.PURGING_KEY, final.job_id) is not None, what="the purge to run")

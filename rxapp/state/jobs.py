@@ -138,7 +138,9 @@ class JobsState(rx.State):
 
     async def _start(self, form_data: dict) -> list[EventSpec | EventHandler]:
         try:
-            state = await asyncio.to_thread(service.submit_job, form_data.get("n"), clients(), self._browser)
+            state = await asyncio.to_thread(
+                service.submit_job, "count", {"n": form_data.get("n")}, clients(), self._browser
+            )
         except InvalidInput as exc:
             self.error = str(exc).capitalize() + "."
             return []

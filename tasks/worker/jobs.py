@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tasks import service
 from tasks.clients import clients
 from tasks.worker import runner
@@ -9,10 +11,9 @@ from tasks.worker.celery_app import app
 
 
 @app.task(name="tasks.jobs.run_job")
-def run_job(job_id: str, total: int) -> str:
-    """Run job `job_id` of `total` steps; returns its final status."""
-    c = clients()
-    return runner.run_job(job_id, total, c, runner.sleep_step(c.settings.step_delay_ms)).status.value
+def run_job(job_id: str, job_type: str, params: dict[str, Any]) -> str:
+    """Run job `job_id`, a `job_type` job with these params; returns its final status."""
+    return runner.run_job(job_id, job_type, params, clients()).status.value
 
 
 @app.task(name="tasks.jobs.purge_expired_jobs")

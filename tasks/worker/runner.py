@@ -1,52 +1,60 @@
-"""Running one job: step from where its log ends to N, log every step, publish coalesced progress.
+"""Running one job: call its type's function with its params, log what it reports, publish
+coalesced progress, and end with one final record.
 
 Plain functions, testable without Celery; the Celery task only calls `run_job`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
 
 import redis
 
 from tasks import progress
 from tasks.clients import Clients
 from tasks.joblog import JobLogError, topic_name
-from tasks.model import JobState, JobStatus, check_job_id
+from tasks.jobtypes import JobType, find
+from tasks.model import InvalidInput, JobState, JobStatus, check_job_id
+from tasks.worker import tqdm_capture
+from tasks.worker.context import JobCancelled, JobSuperseded, LogUnwritable, RunContext
 
 log = logging.getLogger(__name__)
 
-StepWork = Callable[[int], None]
+# A function that reports nothing for this long still has its lease renewed and its state
+# (elapsed time) published by the runner's heartbeat thread.
+HEARTBEAT_S = 1.0
+WORKER_LOST = "its worker was lost"
+LOG_UNWRITABLE = "its log could not be written"
 
 
-def sleep_step(delay_ms: float) -> StepWork:
-    """The demo job's work: each step sleeps `delay_ms` (nothing at all for 0)."""
-    if delay_ms <= 0:
-        return lambda step: None
-    delay_s = delay_ms / 1000
-    return lambda step: time.sleep(delay_s)
-
-
-def run_job(job_id: str, total: int, c: Clients, step_work: StepWork) -> JobState:
+def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients) -> JobState:
     """Run the job to its end, once, even when several copies of the task are delivered.
 
-    A lease in Redis admits one copy at a time; the copy that holds it resumes after the last
-    step in the job's log, so a redelivered job never repeats a step.
+    A lease in Redis admits one copy at a time. The copy that holds it finds in the job's log
+    whether an earlier run was interrupted, and does what the job type declares (OnWorkerLost).
     """
     check_job_id(job_id)
     lease = progress.Lease(c.redis, job_id)
     if not lease.wait(progress.LEASE_MS / 1000 + 1):
         log.info("job %s is run by another worker; this copy stops", job_id)
-        return progress.load(c.redis, job_id) or JobState(job_id, 0, total, JobStatus.QUEUED, time.time())
-    c.redis.hset(progress.RUNNING_KEY, job_id, str(total))
+        return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.QUEUED, time.time())
+    pipe = c.redis.pipeline(transaction=False)
+    pipe.hset(progress.RUNNING_KEY, job_id, json.dumps({"type": job_type, "params": params}))
+    pipe.set(progress.params_key(job_id), json.dumps(params), ex=c.settings.retention_s or None)
+    pipe.execute()
     publisher = progress.ProgressPublisher(c.redis, c.settings, job_id, lease)
     try:
-        final = _run_with_one_retry(job_id, total, c, step_work, publisher)
+        final = _run_with_one_retry(job_id, job_type, params, c, publisher)
     except progress.LeaseLost:
         log.warning("job %s was handed to another worker; this copy stops", job_id)
-        return progress.load(c.redis, job_id) or JobState(job_id, 0, total, JobStatus.RUNNING, time.time())
+        return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.RUNNING, time.time())
     else:
         c.redis.hdel(progress.RUNNING_KEY, job_id)
         return final
@@ -55,83 +63,161 @@ def run_job(job_id: str, total: int, c: Clients, step_work: StepWork) -> JobStat
 
 
 def _run_with_one_retry(
-    job_id: str, total: int, c: Clients, step_work: StepWork, publisher: progress.ProgressPublisher
+    job_id: str, job_type: str, params: dict[str, Any], c: Clients, publisher: progress.ProgressPublisher
 ) -> JobState:
     """Run; after a Kafka failure, once more with a new producer (a broker restarted since the
-    last job fences the old one), resuming after the last logged step; then fail the job."""
+    last job fences the old one), as after a lost worker; then fail the job."""
     try:
         try:
-            return _run_leased(job_id, total, c, step_work, publisher)
+            return _run_leased(job_id, job_type, params, c, publisher, WORKER_LOST)
         except JobLogError as exc:
             log.warning("job %s: %s; trying again with a new producer", job_id, exc)
             c.reset_writer()
-            return _run_leased(job_id, total, c, step_work, publisher)
+            return _run_leased(job_id, job_type, params, c, publisher, LOG_UNWRITABLE)
     except JobLogError as exc:
-        return _fail_without_log(c, publisher, job_id, total, exc)
+        return _fail_without_log(c, publisher, job_id, job_type, params, exc)
 
 
 def _run_leased(
-    job_id: str, total: int, c: Clients, step_work: StepWork, publisher: progress.ProgressPublisher
+    job_id: str,
+    job_type: str,
+    params: dict[str, Any],
+    c: Clients,
+    publisher: progress.ProgressPublisher,
+    interrupted: str,
 ) -> JobState:
-    """Step from where the job's log ends; raises JobLogError when Kafka cannot be used."""
+    """Start, resume or restart the job from what its log holds; raises JobLogError when Kafka
+    cannot be used. `interrupted` says what stopped an earlier run, if the log shows one."""
     c.admin.create(job_id)
     last = c.reader.last(job_id)
     if last is not None and last.status.finished:
         publisher.publish_final(last)
         return last
-    first = last.step + 1 if last is not None else 1
-    started_at = last.started_at if last is not None and last.started_at else time.time()
     c.writer.begin()
-    final = _steps(job_id, total, first, started_at, c, step_work, publisher)
-    c.writer.append(topic_name(c.settings, job_id), job_id, final.to_json())
+    now = time.time()
+    try:
+        job = find(c.catalog, job_type)
+        values = job.validate(params)
+    except InvalidInput as exc:  # the catalog changed since the job was queued
+        return _finish(c, publisher, _final(job_id, job_type, params, JobStatus.FAILED, last, error=str(exc)))
+    total = last.total if last is not None else job.total(params) if job.total is not None else 0
+    if c.redis.exists(progress.cancel_key(job_id)):  # cancelled before it started: no step runs
+        return _finish(c, publisher, _final(job_id, job_type, params, JobStatus.CANCELLED, last, total))
+    started_at, resume_after, how = now, 0, None
+    if last is not None:  # an earlier run of this job was interrupted
+        started_at = last.started_at or now
+        if job.on_worker_lost == "resume":
+            resume_after, how = last.step, f"resumed after step {last.step}: {interrupted}"
+        elif job.on_worker_lost == "restart":
+            how = f"started again from the beginning: {interrupted}"
+        else:
+            error = f"{interrupted}, and a {job.name} job is not run again"
+            return _finish(c, publisher, _final(job_id, job_type, params, JobStatus.FAILED, last, error=error))
+    if how:
+        log.warning("job %s %s", job_id, how)
+    checkpoint = last.checkpoint if resume_after and last is not None else None
+    ctx = RunContext(job_id, job, c, publisher, started_at, resume_after, total, checkpoint)
+    ctx.message = how
+    first = ctx.state()
+    # The first record of a run holds the params, and says whether it resumed or started again.
+    c.writer.append(topic_name(c.settings, job_id), job_id, replace(first, params=params).to_json())
+    publisher.publish(first)
+    return _finish(c, publisher, _call(job, dict(values), ctx, params))
+
+
+def _call(job: JobType, values: dict[str, Any], ctx: RunContext, params: dict[str, Any]) -> JobState:
+    """Run the function; its return, its exception or its stop becomes the job's final state."""
+    try:
+        with tqdm_capture.capturing(ctx), _heartbeat(ctx):
+            returned = job.function(ctx, **values)
+    except JobCancelled:
+        return ctx.state(JobStatus.CANCELLED, params=params)
+    except JobSuperseded:
+        raise progress.LeaseLost(f"job {ctx.job_id} is run by another worker now") from None
+    except LogUnwritable as exc:
+        raise exc.error from None
+    except Exception as exc:  # the job's own work failed: that is the job's result, not a crash
+        log.exception("job %s failed at step %d", ctx.job_id, ctx.done)
+        return ctx.state(JobStatus.FAILED, params=params, error=f"{type(exc).__name__}: {exc}")
+    try:
+        result = encode_result(returned, ctx.c.settings.result_max_bytes)
+    except ValueError as exc:
+        return ctx.state(JobStatus.FAILED, params=params, error=str(exc))
+    return ctx.state(JobStatus.SUCCEEDED, params=params, result=result)
+
+
+def encode_result(value: object, max_bytes: int) -> Any:
+    """The function's return value as JSON values (a pydantic model as its fields); ValueError
+    when it is not JSON or larger than `max_bytes`."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the job's result is not JSON: {exc}") from None
+    if len(text.encode()) > max_bytes:
+        raise ValueError(f"the job's result is {len(text.encode()):,} bytes of JSON; at most {max_bytes:,} are kept")
+    return json.loads(text)
+
+
+@contextmanager
+def _heartbeat(ctx: RunContext) -> Iterator[None]:
+    """While the function runs, renew its lease and publish its state whenever it has reported
+    nothing for HEARTBEAT_S."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S / 2):
+            if time.monotonic() - ctx.last_publish >= HEARTBEAT_S:
+                ctx.heartbeat()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{ctx.job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _final(
+    job_id: str,
+    job_type: str,
+    params: dict[str, Any],
+    status: JobStatus,
+    last: JobState | None,
+    total: int = 0,
+    error: str | None = None,
+) -> JobState:
+    """A final state for a job whose function does not run (again): it ends where its log ended."""
+    return JobState(
+        job_id,
+        last.step if last is not None else 0,
+        last.total if last is not None else total,
+        status,
+        time.time(),
+        last.started_at if last is not None else None,
+        error=error,
+        job_type=job_type,
+        params=params,
+    )
+
+
+def _finish(c: Clients, publisher: progress.ProgressPublisher, final: JobState) -> JobState:
+    """Write the final record, wait until the broker has every record, then publish it."""
+    c.writer.append(topic_name(c.settings, final.job_id), final.job_id, final.to_json())
     c.writer.flush()
     publisher.publish_final(final)
     return final
 
 
-def _steps(
-    job_id: str,
-    total: int,
-    first: int,
-    started_at: float,
-    c: Clients,
-    step_work: StepWork,
-    publisher: progress.ProgressPublisher,
-) -> JobState:
-    """The hot loop: returns the final state (succeeded, failed or cancelled) once it ends."""
-    if c.redis.exists(progress.cancel_key(job_id)):
-        # Cancelled before its first step: it never started.
-        return JobState(job_id, first - 1, total, JobStatus.CANCELLED, time.time(), started_at if first > 1 else None)
-    publisher.publish(JobState(job_id, first - 1, total, JobStatus.RUNNING, time.time(), started_at))
-    topic = topic_name(c.settings, job_id)
-    # Records are formatted by hand: at 150k+ steps/s, json.dumps per step is a third of the cost.
-    head = f'{{"job_id":"{job_id}","total":{total},"status":"running","started_at":{started_at!r},"step":'
-    append, writer, now, clock = c.writer.append, c.writer, time.time, time.monotonic
-    step = first - 1
-    try:
-        for step in range(first, total + 1):
-            step_work(step)
-            ts = now()
-            append(topic, job_id, f'{head}{step},"ts":{ts!r}}}')
-            if not step & 1023:
-                writer.poll()
-                writer.raise_on_error()
-            if clock() >= publisher.next_due and publisher.publish(
-                JobState(job_id, step, total, JobStatus.RUNNING, ts, started_at)
-            ):
-                return JobState(job_id, step, total, JobStatus.CANCELLED, now(), started_at)
-    except (JobLogError, progress.LeaseLost):
-        raise
-    except Exception as exc:  # the job's own work failed: that is the job's result, not a crash
-        log.exception("job %s failed at step %d", job_id, step)
-        # The step that raised was not done: the job ends on the last step its log holds.
-        error = f"{type(exc).__name__}: {exc}"
-        return JobState(job_id, step - 1, total, JobStatus.FAILED, now(), started_at, error=error)
-    return JobState(job_id, total, total, JobStatus.SUCCEEDED, now(), started_at)
-
-
 def _fail_without_log(
-    c: Clients, publisher: progress.ProgressPublisher, job_id: str, total: int, exc: JobLogError
+    c: Clients,
+    publisher: progress.ProgressPublisher,
+    job_id: str,
+    job_type: str,
+    params: dict[str, Any],
+    exc: JobLogError,
 ) -> JobState:
     """Kafka is unreachable: the job fails with the reason in its state, kept in Redis only."""
     log.error("job %s failed: %s", job_id, exc)
@@ -140,8 +226,6 @@ def _fail_without_log(
         last = progress.load(publisher.client, job_id)
     except redis.RedisError:
         last = None
-    step = last.step if last is not None else 0
-    started_at = last.started_at if last is not None else None
-    final = JobState(job_id, step, total, JobStatus.FAILED, time.time(), started_at, error=str(exc))
+    final = _final(job_id, job_type, params, JobStatus.FAILED, last, error=str(exc))
     publisher.publish_final(final)
     return final

@@ -1,0 +1,1 @@
+"""The built-in job types, a module each. Every module here is loaded (tasks.jobtypes.load_catalog)."""

@@ -1,0 +1,186 @@
+"""The context a job's function runs with: its steps, its progress, and the stop it may be told.
+
+`RunContext` implements tasks.jobtypes.JobContext. Progress is coalesced: whatever the function
+calls (ctx.steps, ctx.progress, a tqdm bar), at most one publish per PROGRESS_INTERVAL_MS, and a
+publish is also where a cancel is seen, so a job stops within the interval.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from tasks import progress
+from tasks.clients import Clients
+from tasks.joblog import JobLogError, topic_name
+from tasks.jobtypes import JobType
+from tasks.model import JobState, JobStatus
+
+# A progress message is a line on a card: longer ones are cut.
+MESSAGE_MAX_CHARS = 200
+
+
+class JobStopped(BaseException):
+    """The job must stop at once. Raised through the job's function from a ctx call or a tqdm
+    iteration; a BaseException, so that the function's own `except Exception` lets it through."""
+
+
+class JobCancelled(JobStopped):
+    """Someone cancelled the job."""
+
+
+class JobSuperseded(JobStopped):
+    """Another worker holds the job's lease now: this copy must not write another record."""
+
+
+class LogUnwritable(JobStopped):
+    """The job's log could not be written (`error` says why)."""
+
+    def __init__(self, error: JobLogError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class RunContext:
+    """One run of one job: what its function reports, turned into log records and progress."""
+
+    def __init__(
+        self,
+        job_id: str,
+        job: JobType,
+        c: Clients,
+        publisher: progress.ProgressPublisher,
+        started_at: float,
+        resume_after: int = 0,
+        total: int = 0,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.job = job
+        self.c = c
+        self.publisher = publisher
+        self.started_at = started_at
+        self.done = resume_after
+        self.total = total
+        self.message: str | None = None
+        self.checkpoint: dict[str, Any] = dict(checkpoint or {})
+        self._first_step = resume_after + 1
+        self._stepping = False
+        self._stepped = False
+        self._superseded = False
+        self._lock = threading.Lock()
+        self.last_publish = time.monotonic()
+
+    def state(self, status: JobStatus = JobStatus.RUNNING, **final: Any) -> JobState:
+        """The job's state now (`final`: error, result, params of a final state)."""
+        return JobState(
+            self.job_id,
+            self.done,
+            self.total,
+            status,
+            time.time(),
+            self.started_at,
+            job_type=self.job.name,
+            message=self.message,
+            **final,
+        )
+
+    def steps(self, total: int) -> Iterator[int]:
+        """See tasks.jobtypes.JobContext.steps. The hot loop of every stepping job: records are
+        formatted by hand (at 150k+ steps/s, json.dumps per step is a third of the cost)."""
+        if self._stepped:
+            raise RuntimeError("ctx.steps can be used once per job: a job has one sequence of steps")
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ValueError(f"ctx.steps needs a whole number of steps, got {total!r}")
+        self._stepped = self._stepping = True
+        self.total = total
+        self._publish()
+        return self._steps(total)
+
+    def _steps(self, total: int) -> Iterator[int]:
+        c, job_id, publisher = self.c, self.job_id, self.publisher
+        topic = topic_name(c.settings, job_id)
+        head = (
+            f'{{"job_id":"{job_id}","type":"{self.job.name}","total":{total},"status":"running",'
+            f'"started_at":{self.started_at!r},"step":'
+        )
+        append, writer, now, clock = c.writer.append, c.writer, time.time, time.monotonic
+        try:
+            for step in range(self._first_step, total + 1):
+                yield step
+                ts = now()
+                if self.checkpoint:
+                    append(topic, job_id, f'{head}{step},"ts":{ts!r},"checkpoint":{json.dumps(self.checkpoint)}}}')
+                else:
+                    append(topic, job_id, f'{head}{step},"ts":{ts!r}}}')
+                self.done = step
+                if not step & 1023:
+                    writer.poll()
+                    writer.raise_on_error()
+                if clock() >= publisher.next_due:
+                    self._publish()
+        except JobLogError as exc:
+            raise LogUnwritable(exc) from exc
+        finally:
+            self._stepping = False
+
+    def progress(self, done: int | None = None, total: int | None = None, message: str | None = None) -> None:
+        """See tasks.jobtypes.JobContext.progress."""
+        if done is not None:
+            self.done = max(int(done), 0)
+        if total is not None:
+            self.total = max(int(total), 0)
+        if message is not None:
+            self.message = str(message)[:MESSAGE_MAX_CHARS]
+        if time.monotonic() >= self.publisher.next_due:
+            self._publish(log=not self._stepping)
+
+    def follow_bar(self, bar: Any, items: Iterable[Any]) -> Iterator[Any]:
+        """A tqdm bar's items, each one counted as it is done (see tasks.worker.tqdm_capture)."""
+        done = bar.n
+        for item in items:
+            yield item
+            done += 1
+            self.bar_moved(bar, done)
+
+    def bar_moved(self, bar: Any, done: int) -> None:
+        """A tqdm bar reached `done`: the outermost bar is the job's progress, any bar may stop it."""
+        if not self._stepping and not getattr(bar, "pos", 0):
+            self.done, self.total = done, int(bar.total or 0)
+            if bar.desc:
+                self.message = str(bar.desc)[:MESSAGE_MAX_CHARS]
+        if time.monotonic() >= self.publisher.next_due:
+            self._publish(log=not self._stepping)
+
+    def _publish(self, log: bool = False) -> None:
+        """Publish the state now (with `log`, also as a record of the job's log); raise the job's
+        stop when it was cancelled or taken over."""
+        if self._superseded:
+            raise JobSuperseded
+        state = self.state()
+        with self._lock:
+            try:
+                cancelled = self.publisher.publish(state)
+            except progress.LeaseLost:
+                raise JobSuperseded from None
+            self.last_publish = time.monotonic()
+        if log:
+            try:
+                self.c.writer.append(topic_name(self.c.settings, self.job_id), self.job_id, state.to_json())
+            except JobLogError as exc:
+                raise LogUnwritable(exc) from exc
+        if cancelled:
+            raise JobCancelled
+
+    def heartbeat(self) -> None:
+        """From the runner's heartbeat thread while the function runs: a function that reports
+        nothing still renews its lease, shows its elapsed time, and sees a cancel at its next ctx call."""
+        with self._lock:
+            try:
+                self.publisher.publish(self.state())
+            except progress.LeaseLost:
+                self._superseded = True
+            self.last_publish = time.monotonic()

@@ -1,0 +1,85 @@
+"""Job types the tests run, loaded through JOB_MODULES (set by the test environment) exactly as a
+team's own module would be: one of each shape a job can have."""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Annotated, Literal
+
+from pydantic import Field
+from tqdm import tqdm
+
+from tasks.jobtypes import JobContext, job_type
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+    BLUE = "blue"
+
+
+@job_type(title="Every field", on_worker_lost="restart")
+def every_field(
+    ctx: JobContext,
+    count: Annotated[int, Field(ge=2, le=9, description="A whole number from 2 to 9")],
+    ratio: Annotated[float, Field(gt=0, le=1.5)] = 0.5,
+    label: Annotated[str, Field(min_length=2, max_length=12, pattern=r"^[a-z]+$")] = "abc",
+    loud: bool = False,
+    mode: Literal["fast", "slow"] = "fast",
+    colour: Colour = Colour.GREEN,
+    limit: int | None = None,
+) -> dict[str, object]:
+    """Takes one parameter of each kind a form can show, and returns what it was given."""
+    return {
+        "count": count,
+        "ratio": ratio,
+        "label": label,
+        "loud": loud,
+        "mode": mode,
+        "colour": colour.value,
+        "limit": limit,
+    }
+
+
+@job_type(on_worker_lost="restart")
+def tqdm_only(ctx: JobContext, items: Annotated[int, Field(ge=1, le=100_000)] = 50, pause_ms: float = 20) -> int:
+    """Loops over a plain tqdm bar and never calls ctx: its progress comes from the bar."""
+    total = 0
+    for item in tqdm(range(items), desc="Crunching"):
+        total += item
+        time.sleep(pause_ms / 1000)
+    return total
+
+
+@job_type(on_worker_lost="restart")
+def progress_then_fail(ctx: JobContext, fail_at: Annotated[int, Field(ge=1)] = 3) -> None:
+    """Reports progress with ctx.progress, then raises."""
+    for done in range(fail_at):
+        ctx.progress(done, 10, f"working on item {done + 1}")
+    raise ValueError(f"item {fail_at} is broken")
+
+
+@job_type(on_worker_lost="restart")
+def silent(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=60)] = 3) -> str:
+    """Works without reporting anything at all."""
+    time.sleep(seconds)
+    return "done"
+
+
+@job_type(on_worker_lost="restart")
+def slow_restart(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=600)] = 60) -> None:
+    """Not resumable: run again from the start if its worker dies."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ctx.progress(int(seconds - left), int(seconds))
+        time.sleep(0.01)
+
+
+@job_type(on_worker_lost="fail")
+def slow_fail(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=600)] = 60) -> None:
+    """Not resumable: fails with "worker lost" if its worker dies."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ctx.progress(int(seconds - left), int(seconds))
+        time.sleep(0.01)
