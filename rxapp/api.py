@@ -1,8 +1,8 @@
-"""The HTTP API on the Reflex backend: submit, read, read the log of and cancel jobs by id.
+"""The HTTP API on the Reflex backend: list job types; submit, read, read the log of and cancel jobs.
 
 Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 413 for one that is too
-large, 422 for a bad `n` or query parameter, 404 for an unknown or malformed id, 503 when Redis or
-Kafka is down.
+large, 422 for an unknown type, bad params (with `fields`: each bad param and what is allowed) or
+a bad query parameter, 404 for an unknown or malformed id, 503 when Redis or Kafka is down.
 """
 
 from __future__ import annotations
@@ -18,27 +18,45 @@ from pydantic import BaseModel, Field
 
 from tasks import service
 from tasks.clients import clients
-from tasks.model import InvalidInput, JobNotFound, JobStatus, ServiceUnavailable
+from tasks.jobtypes import InvalidParams
+from tasks.model import DEFAULT_JOB_TYPE, InvalidInput, JobNotFound, JobStatus, ServiceUnavailable
 
 
 class Job(BaseModel):
     """A job's latest state."""
 
     job_id: str
+    type: str = Field(description="The job's type (GET /api/job-types)")
     status: JobStatus
     step: int
-    total: int
+    total: int = Field(description="Steps in all; 0 while the job has not said")
     ts: float = Field(description="Unix time of this state")
     started_at: float | None = None
     error: str | None = None
+    params: dict[str, Any] | None = Field(None, description="The job's inputs, defaults filled in")
+    message: str | None = Field(None, description="What the job last said about its progress")
+    result: Any = Field(None, description="What the job's function returned, once it succeeded")
+
+
+class JobType(BaseModel):
+    """A job type: what it is called and the JSON schema of its params."""
+
+    name: str
+    title: str
+    description: str
+    resumes: bool = Field(description="Whether a job of this type resumes after its last step when its worker dies")
+    on_worker_lost: str = Field(description="resume, restart (from the beginning) or fail")
+    params_schema: dict[str, Any]
 
 
 class Error(BaseModel):
     error: str
+    fields: dict[str, str] | None = Field(None, description="Each refused param and what is allowed")
 
 
 class JobLog(BaseModel):
-    """A page of a job's log: one record per step, then the final one."""
+    """A page of a job's log: the first record of each run (with the params), one per step or
+    progress report, then the final one."""
 
     job_id: str
     records: list[Job]
@@ -46,32 +64,17 @@ class JobLog(BaseModel):
     end: bool = Field(description="Whether the log had no more records when read; a running job's log grows")
 
 
+EXAMPLE = '{"type": "count", "params": {"n": 1000}}'
+
 # A page of 10,000 records is about 1 MB of JSON.
 LOG_PAGE_MAX = 10_000
 # Offsets are Kafka's (64-bit); kept within what every JSON reader holds exactly.
 OFFSET_MAX = 2**53
 
 
-SUBMIT_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["n"],
-                "properties": {
-                    "n": {
-                        "description": "Number of steps: a whole number from 1 to MAX_N, or a string of digits",
-                        "oneOf": [
-                            {"type": "integer", "minimum": 1},  # "maximum": MAX_N, see openapi_schema
-                            {"type": "string", "pattern": r"^\s*0*[1-9][0-9]*\s*$"},
-                        ],
-                    }
-                },
-            }
-        }
-    },
-}
+# The submit body: a job type and its params (one schema per type, filled in by openapi_schema),
+# or the seed's `{"n": N}`, a count job.
+SUBMIT_BODY: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": {"oneOf": []}}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text}
     for code, text in {404: "No such job", 503: "Redis or Kafka unreachable"}.items()
@@ -81,11 +84,38 @@ api = FastAPI(title="Jobstream API", version="1.0")
 
 
 def openapi_schema() -> dict[str, Any]:
-    """FastAPI's schema with the bounds the settings give, built on its first request (not at import)."""
+    """FastAPI's schema with a submit body per job type, built on its first request (the catalog
+    and the bounds the settings give are not read at import)."""
     if api.openapi_schema is None:
         schema = FastAPI.openapi(api)
         body = schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        body["properties"]["n"]["oneOf"][0]["maximum"] = clients().settings.max_n
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for job in clients().catalog.values():
+            params = job.params_model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(params.pop("$defs", {}))
+            components[f"{job.name}_params"] = params
+            body["oneOf"].append(
+                {
+                    "title": job.title,
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["type", "params"],
+                    "properties": {
+                        "type": {"const": job.name},
+                        "params": {"$ref": f"#/components/schemas/{job.name}_params"},
+                    },
+                }
+            )
+        n = components[f"{DEFAULT_JOB_TYPE}_params"]["properties"]["n"]
+        body["oneOf"].append(
+            {
+                "title": "Count to n (the first API's body)",
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["n"],
+                "properties": {"n": n},
+            }
+        )
         return schema
     return api.openapi_schema
 
@@ -104,6 +134,8 @@ async def not_found(_request: Request, _exc: JobNotFound) -> JSONResponse:
 
 @api.exception_handler(InvalidInput)
 async def invalid(_request: Request, exc: InvalidInput) -> JSONResponse:
+    if isinstance(exc, InvalidParams):
+        return JSONResponse({"error": str(exc), "fields": exc.errors}, status_code=422)
     return error(422, str(exc))
 
 
@@ -130,7 +162,7 @@ async def read_json(request: Request) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deep
-        raise BadBody('the body must be JSON, such as {"n": 1000}') from None
+        raise BadBody(f"the body must be JSON, such as {EXAMPLE}") from None
 
 
 class BodyTooLarge(ValueError):
@@ -159,12 +191,41 @@ async def bad_body(_request: Request, exc: BadBody) -> JSONResponse:
     responses={400: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}, 503: ERRORS[503]},
 )
 async def submit(request: Request) -> Job:
-    """Queue a job of `n` steps; answers at once with its id."""
-    body = await read_json(request)
-    if not isinstance(body, dict) or "n" not in body:
-        raise InvalidInput('the body must be a JSON object with "n", such as {"n": 1000}')
-    state = await run_in_threadpool(service.submit_job, body["n"], clients())
+    """Queue a job: `{"type": ..., "params": {...}}`, or `{"n": N}` for a count job; answers at
+    once with its id. Nothing is created when the type or the params are refused."""
+    job_type, params = submitted(await read_json(request))
+    state = await run_in_threadpool(service.submit_job, job_type, params, clients())
     return Job(**state.to_dict())
+
+
+def submitted(body: object) -> tuple[object, object]:
+    """The job type and params a submit body asks for; InvalidInput when its shape is wrong."""
+    if not isinstance(body, dict):
+        raise InvalidInput(f"the body must be a JSON object, such as {EXAMPLE}")
+    typed = "type" in body or "params" in body
+    allowed = ("type", "params") if typed else ("n",)
+    unknown = [str(key)[:40] for key in body if key not in allowed]
+    if unknown:
+        raise InvalidInput(f"unknown field {', '.join(unknown)}: a body has only {' and '.join(allowed)}")
+    if not typed:  # the seed's body
+        return DEFAULT_JOB_TYPE, body
+    return body.get("type", DEFAULT_JOB_TYPE), body.get("params", {})
+
+
+@api.get("/api/job-types", response_model=list[JobType])
+def job_types() -> list[JobType]:
+    """Every job type a submit may name, with the JSON schema of its params."""
+    return [
+        JobType(
+            name=job.name,
+            title=job.title,
+            description=job.description,
+            resumes=job.resumable,
+            on_worker_lost=job.on_worker_lost,
+            params_schema=job.schema(),
+        )
+        for job in clients().catalog.values()
+    ]
 
 
 @api.get("/api/jobs/{job_id}", response_model=Job, responses=ERRORS)

@@ -83,3 +83,11 @@ def slow_fail(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=600)] = 
     while (left := deadline - time.monotonic()) > 0:
         ctx.progress(int(seconds - left), int(seconds))
         time.sleep(0.01)
+
+
+@job_type(on_worker_lost="resume")
+def steps_then_fail(ctx: JobContext, n: int = 50, fail_at: int = 20) -> None:
+    """Steps, until the step `fail_at` raises."""
+    for step in ctx.steps(n):
+        if step == fail_at:
+            raise ValueError(f"step {fail_at} broke")

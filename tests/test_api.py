@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import urllib.request
 import uuid
+from dataclasses import replace
 
 import pytest
 from starlette.testclient import TestClient
 
 from rxapp.api import api
 from stack.processes import Child
+from tasks import service
 from tasks.clients import Clients
+from tasks.jobtypes import InvalidParams
 from tests.conftest import WebApp, wait_finished, wait_for
 from tests.test_pipeline import assert_complete_log, read_log
 
@@ -36,32 +39,87 @@ def test_submit_answers_202_with_a_queued_job(client: TestClient, c: Clients) ->
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "message"),
+    ("body", "message", "field"),
     [
-        ({"n": 0}, 422, "whole number from 1 to"),
-        ({"n": -1}, 422, "whole number from 1 to"),
-        ({"n": 1.5}, 422, "whole number from 1 to"),
-        ({"n": ""}, 422, "whole number from 1 to"),
-        ({"n": "words"}, 422, "whole number from 1 to"),
-        ({"n": 10**40}, 422, "whole number from 1 to"),
-        ({"n": True}, 422, "whole number from 1 to"),
-        ({"n": None}, 422, "whole number from 1 to"),
-        ({"n": [5]}, 422, "whole number from 1 to"),
-        ({}, 422, 'with "n"'),
-        ([5], 422, 'with "n"'),
-        ("5", 422, 'with "n"'),
-        (None, 422, 'with "n"'),
+        ({"n": 0}, "greater than or equal to 1", "n"),
+        ({"n": -1}, "greater than or equal to 1", "n"),
+        ({"n": 1.5}, "fractional part", "n"),
+        ({"n": ""}, "valid integer", "n"),
+        ({"n": "words"}, "valid integer", "n"),
+        ({"n": 10**40}, "less than or equal to 10000000", "n"),
+        ({"n": True}, "not true or false", "n"),
+        ({"n": None}, "valid integer", "n"),
+        ({"n": [5]}, "valid integer", "n"),
+        ({}, "n: required", "n"),
+        ({"type": "count", "params": {"n": 5, "x": 1}}, "unknown parameter; the parameters of count are: n", "x"),
+        ({"type": "count", "params": {}}, "n: required", "n"),
+        ({"type": "count", "params": [5]}, "must be a JSON object", "params"),
+        ({"type": "primes", "params": {"limit": 1}}, "greater than or equal to 2", "limit"),
+        ({"type": "text_stats", "params": {"text": "", "case": "shout"}}, "at least 1 character", "text"),
+        ({"type": "text_stats", "params": {"text": "x" * 3001}}, "at most 3000 characters", "text"),
+        ({"type": "nope", "params": {}}, "unknown job type 'nope'; the types are: count,", None),
+        ({"type": ["count"]}, "unknown job type", None),
+        ({"type": "count", "params": {"n": 5}, "owner": "me"}, "unknown field owner", None),
+        ({"n": 5, "m": 1}, "unknown field m", None),
+        ([5], "must be a JSON object", None),
+        ("5", "must be a JSON object", None),
+        (None, "must be a JSON object", None),
     ],
 )
-def test_every_bad_n_is_refused_with_a_reason_and_creates_nothing(
-    client: TestClient, c: Clients, body: object, status: int, message: str
+def test_every_bad_submit_is_refused_with_a_reason_and_creates_nothing(
+    client: TestClient, c: Clients, body: object, message: str, field: str | None
 ) -> None:
     before, queued = job_keys(c), c.redis.llen("celery")
     response = client.post("/api/jobs", content=json.dumps(body), headers={"content-type": "application/json"})
-    assert response.status_code == status
-    assert message in response.json()["error"]
+    assert response.status_code == 422
+    answer = response.json()
+    assert message in answer["error"]
+    if field is not None:
+        assert field in answer["fields"], answer
     assert job_keys(c) == before
     assert c.redis.llen("celery") == queued
+
+
+def test_a_bad_enum_names_what_is_allowed(client: TestClient) -> None:
+    response = client.post("/api/jobs", json={"type": "text_stats", "params": {"text": "a", "case": "shout"}})
+    assert response.status_code == 422
+    assert response.json()["fields"] == {"case": "Input should be 'ignore' or 'keep'"}
+
+
+def test_a_typed_submit_answers_202_with_its_params_and_defaults(client: TestClient, c: Clients) -> None:
+    response = client.post("/api/jobs", json={"type": "primes", "params": {"limit": 1000}})
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["type"], body["status"], body["params"]) == ("primes", "queued", {"limit": 1000, "segments": 100})
+    assert body["total"] == 100  # known before it runs: one step per segment
+    again = client.get(f"/api/jobs/{body['job_id']}").json()
+    assert (again["type"], again["params"]) == ("primes", {"limit": 1000, "segments": 100})
+    # The seed's body is a count job.
+    legacy = client.post("/api/jobs", json={"n": " 12 "}).json()
+    assert (legacy["type"], legacy["params"], legacy["total"]) == ("count", {"n": 12}, 12)
+
+
+def test_params_larger_than_max_body_bytes_are_refused_from_any_caller(c: Clients) -> None:
+    """The API's body limit holds the params in; the page's socket has no such limit, so the
+    service checks the params' own size."""
+    text = "word " * 600  # 3,000 characters: allowed by text_stats, too large for a 1 KiB limit
+    small = Clients(replace(c.settings, max_body_bytes=1024))
+    before = job_keys(c)
+    with pytest.raises(InvalidParams, match="at most 1,024 bytes"):
+        service.submit_job("text_stats", {"text": text}, small)
+    assert job_keys(c) == before
+
+
+def test_job_types_lists_every_type_with_the_schema_of_its_params(client: TestClient, c: Clients) -> None:
+    types = {t["name"]: t for t in client.get("/api/job-types").json()}
+    assert set(types) == set(c.catalog)
+    count = types["count"]
+    assert (count["title"], count["resumes"], count["on_worker_lost"]) == ("Count", True, "resume")
+    n = count["params_schema"]["properties"]["n"]
+    assert (n["type"], n["minimum"], n["maximum"]) == ("integer", 1, c.settings.max_n)
+    assert types["text_stats"]["on_worker_lost"] == "restart"
+    assert types["text_stats"]["params_schema"]["required"] == ["text"]
+    assert types["every_field"]["description"].startswith("Takes one parameter of each kind")
 
 
 @pytest.mark.parametrize(
@@ -84,13 +142,28 @@ def test_unknown_or_malformed_ids_answer_404(client: TestClient, job_id: str) ->
     assert response.json() == {"error": "no such job"}
 
 
-def test_the_openapi_schema_describes_the_four_routes(client: TestClient, c: Clients) -> None:
+def test_the_openapi_schema_describes_the_routes_and_the_params_of_every_type(client: TestClient, c: Clients) -> None:
     schema = client.get("/openapi.json").json()
-    routes = {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/log", "/api/jobs/{job_id}/cancel"}
+    routes = {
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/log",
+        "/api/jobs/{job_id}/cancel",
+        "/api/job-types",
+    }
     assert routes <= set(schema["paths"])
     body = schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body["required"] == ["n"]
-    assert body["properties"]["n"]["oneOf"][0]["maximum"] == c.settings.max_n
+    typed = {
+        option["properties"]["type"]["const"]: option for option in body["oneOf"] if "type" in option["properties"]
+    }
+    assert set(typed) == set(c.catalog)
+    components = schema["components"]["schemas"]
+    assert components["count_params"]["properties"]["n"]["maximum"] == c.settings.max_n
+    # An Enum's schema is a component of its own, and the params' reference to it resolves.
+    colour = components["every_field_params"]["properties"]["colour"]["$ref"]
+    assert components[colour.rsplit("/", 1)[1]]["enum"] == ["red", "green", "blue"]
+    legacy = next(option for option in body["oneOf"] if "n" in option["properties"])
+    assert legacy["properties"]["n"]["maximum"] == c.settings.max_n
 
 
 @pytest.mark.parametrize(
@@ -128,8 +201,8 @@ def test_a_jobs_log_reads_page_by_page_to_its_final_record(client: TestClient, c
         assert response.status_code == 200
         pages.append(response.json())
         offset = pages[-1]["next_offset"]
-    # 2,500 steps and the final record: pages of 1,000, 1,000 and 501.
-    assert [len(page["records"]) for page in pages] == [1000, 1000, n + 1 - 2000]
+    # The first record, 2,500 steps and the final record: pages of 1,000, 1,000 and 502.
+    assert [len(page["records"]) for page in pages] == [1000, 1000, n + 2 - 2000]
     assert [page["end"] for page in pages] == [False, False, True]
     records = [record for page in pages for record in page["records"]]
     assert_complete_log(records, job_id, n)

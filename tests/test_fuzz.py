@@ -1,5 +1,5 @@
 """Fuzzing the entry points: schemathesis against the HTTP API's own schema, hypothesis on the checks
-behind it (parse_n, submit_job, ids_from_cookie). Redis and Kafka run; no worker does, so a job the
+behind it (the job types' params, submit_job, ids_from_cookie). Redis and Kafka run; no worker does, so a job the
 fuzzers manage to create stays queued, is counted, and is cancelled and unqueued at the end.
 """
 
@@ -16,6 +16,7 @@ from typing import cast
 from urllib.parse import quote
 
 import hypothesis
+import jsonschema
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, example, given
@@ -28,12 +29,13 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.testclient import TestClient
 
-from rxapp.api import api
+from rxapp.api import api, submitted
 from rxapp.state.jobs import COOKIE_MAX_CHARS, ids_from_cookie
 from settings import Settings
 from tasks import progress, service
-from tasks.clients import Clients
-from tasks.model import InvalidInput, is_job_id, parse_n
+from tasks.clients import Clients, clients
+from tasks.jobtypes import InvalidParams, JobType
+from tasks.model import InvalidInput, is_job_id
 
 CELERY_QUEUE = "celery"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
@@ -136,73 +138,61 @@ digit_strings = st.builds(
     st.text(st.sampled_from(WHITESPACE + "\ufeff\u200b"), max_size=3),
 )
 texts = st.text() | digit_strings | st.from_regex(r"\s*[+-]?[0-9_.eE]{1,12}\s*", fullmatch=True)
-
-# The rule parse_n follows for strings: optional whitespace, ASCII digits, optional whitespace. Whitespace
-# is what str.strip() removes, i.e. str.isspace(); for str patterns Python's `\s` is the same set (checked
-# below). The schema's ECMA-262 `\s` is not: it has U+FEFF and lacks U+001C-U+001F and U+0085.
-DIGITS_IN_WHITESPACE = re.compile(r"\s*([0-9]+)\s*")
+values = json_values | near_numbers | texts
 
 
-def accepted_by_rule(text: str, max_n: int) -> bool:
-    found = DIGITS_IN_WHITESPACE.fullmatch(text)
-    if found is None:
-        return False
-    digits = found[1].lstrip("0") or "0"
-    return len(digits) <= len(str(max_n)) and 1 <= int(digits) <= max_n
-
-
-def test_the_rule_whitespace_is_what_strip_removes() -> None:
-    assert "".join(re.findall(r"\s", EVERY_CHARACTER)) == WHITESPACE
-    assert all((ch + "5" + ch).strip() != "5" for ch in "\ufeff\u200b")
+@st.composite
+def params_of(draw: st.DrawFn, catalog: dict[str, JobType]) -> tuple[str, object]:
+    """A job type's name and params: its own param names (some left out, some extra) with any values."""
+    job = catalog[draw(st.sampled_from(sorted(catalog)))]
+    names = draw(st.lists(st.sampled_from(sorted(job.fields)), unique=True)) if job.fields else []
+    params: dict[str, object] = {name: draw(values) for name in names}
+    params |= draw(st.dictionaries(st.text(max_size=8), values, max_size=2))
+    return job.name, draw(st.just(params) | json_values)
 
 
 @FUZZ
-@given(value=json_values | near_numbers | texts, max_n=st.sampled_from([1, 7, MAX_N, 10**12]))
-def test_parse_n_returns_a_number_in_range_or_refuses_with_invalid_input(value: object, max_n: int) -> None:
+@given(data=st.data())
+def test_params_of_every_type_are_accepted_within_their_schema_or_refused_by_name(
+    c: Clients, data: st.DataObject
+) -> None:
+    """The one check of a job's params (its type's model): what it accepts is complete, valid
+    against the schema the API and the page show, and checks again to itself; what it refuses,
+    it refuses naming each bad param."""
+    name, params = data.draw(params_of(c.catalog))
+    job = c.catalog[name]
     try:
-        n = parse_n(value, max_n)
-    except InvalidInput as exc:
-        reason = str(exc)
+        accepted = job.json_params(params)
+    except InvalidParams as exc:
+        errors = exc.errors
     else:
-        reason = ""
-        assert type(n) is int
-        assert 1 <= n <= max_n
-    assert not reason or "whole number from 1 to" in reason
+        errors = {}
+        assert set(accepted) == set(job.fields)
+        jsonschema.validate(accepted, job.schema())
+        assert job.json_params(accepted) == accepted
+        if name == "count":
+            assert type(accepted["n"]) is int
+            assert 1 <= accepted["n"] <= c.settings.max_n
+    if errors:
+        offered = set(params) if isinstance(params, dict) else set()
+        assert set(errors) <= {n[:80] for n in offered | set(job.fields)} | {"params"}, errors
+        assert all(isinstance(reason, str) and reason for reason in errors.values())
 
 
 @FUZZ
-@given(text=texts, max_n=st.sampled_from([1, 7, 1000, MAX_N, 10**12]))
-@example(text="\x1c42\x85", max_n=MAX_N)  # whitespace to str.strip(), not to ECMA-262's \s
-@example(text="\ufeff42", max_n=MAX_N)  # the reverse
-@example(text="٤٢", max_n=MAX_N)  # Arabic-Indic digits: \d in Python, refused
-@example(text=str(MAX_N), max_n=MAX_N)
-@example(text=str(MAX_N + 1), max_n=MAX_N)
-def test_parse_n_accepts_exactly_ascii_digits_in_whitespace_with_a_value_in_range(text: str, max_n: int) -> None:
+@given(job_type=st.sampled_from(["count", "primes", "nope", ""]) | json_values, params=values)
+def test_submit_job_with_refused_input_creates_and_enqueues_nothing(
+    job_type: object, params: object, c: Clients
+) -> None:
     try:
-        n = parse_n(text, max_n)
-    except InvalidInput:
-        assert not accepted_by_rule(text, max_n), f"refused {text!r}"
-    else:
-        assert accepted_by_rule(text, max_n), f"accepted {text!r}"
-        assert n == int(text.strip())
-
-
-def test_parse_n_accepts_a_number_with_many_leading_zeros() -> None:
-    assert parse_n("0" * 20 + "42", MAX_N) == 42
-
-
-@FUZZ
-@given(value=json_values | near_numbers | texts)
-def test_submit_job_with_refused_input_creates_and_enqueues_nothing(value: object, c: Clients) -> None:
-    try:
-        parse_n(value, c.settings.max_n)
+        service.check_params(job_type, params, c)
     except InvalidInput:
         pass
     else:
         hypothesis.reject()  # accepted input creates a job: not this test's subject
     keys, length = job_keys(c), queued(c)
     with pytest.raises(InvalidInput):
-        service.submit_job("count", {"n": value}, c)
+        service.submit_job(job_type, params, c)
     assert job_keys(c) == keys
     assert queued(c) == length
 
@@ -251,9 +241,8 @@ def client() -> TestClient:
 def refused_body(body: bytes) -> bool:
     """False for a body that would queue a job (not this test's subject)."""
     try:
-        value = json.loads(body)
-        parse_n(value["n"], MAX_N)
-    except Exception:  # noqa: BLE001 - anything that is not a good {"n": ...} body
+        service.check_params(*submitted(json.loads(body)), clients())
+    except Exception:  # noqa: BLE001 - anything that is not a good body
         return True
     return False
 
@@ -263,6 +252,9 @@ def refused_body(body: bytes) -> bool:
 raw_bodies = (
     st.binary(max_size=300)
     | json_values.map(lambda v: json.dumps({"n": v}).encode())
+    | st.tuples(st.sampled_from(["count", "primes", "text_stats", "x"]), json_values).map(
+        lambda tp: json.dumps({"type": tp[0], "params": tp[1]}).encode()
+    )
     | json_values.map(lambda v: json.dumps(v).encode())
     | st.builds(lambda depth: b"[" * depth + b"]" * depth, st.integers(1, 500))
     | st.builds(lambda size: b'{"n": "' + b"1" * size + b'"}', st.integers(4000, 5000))

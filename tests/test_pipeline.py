@@ -19,6 +19,7 @@ from stack.processes import Child
 from tasks import progress, service
 from tasks.clients import Clients
 from tasks.joblog import topic_name
+from tasks.jobtypes import InvalidParams
 from tasks.model import JobNotFound, JobState, JobStatus
 from tasks.worker import runner
 from tasks.worker.celery_app import app as celery_app
@@ -38,17 +39,30 @@ def read_log(settings: Settings, job_id: str) -> list[dict]:
     return records
 
 
+def step_records(records: list[dict]) -> list[dict]:
+    """The records of steps done: not a run's first record (which holds the params)."""
+    return [r for r in records if r["status"] == "running" and r.get("params") is None]
+
+
 def assert_complete_log(
     records: list[dict], job_id: str, steps: int, final: str = "succeeded", total: int | None = None
 ) -> None:
-    """Every step 1..steps exactly once, in order, then one final record on the last of them
-    (`total` is the job's size when it ended early)."""
+    """A first record with the params, every step 1..steps exactly once, in order, then one final
+    record on the last of them (`total` is the job's size when it ended early). A run resumed after
+    a worker's death begins with a record of its own that says so, at the step it resumes after."""
     total = steps if total is None else total
-    assert [r["step"] for r in records if r["status"] == "running"] == list(range(1, steps + 1))
+    first = records[0]
+    assert (first["status"], first["step"], first["params"]) == ("running", 0, records[-1]["params"])
+    assert [r["step"] for r in step_records(records)] == list(range(1, steps + 1))
+    for resumed in [r for r in records[1:] if r.get("params") is not None and r["status"] == "running"]:
+        assert resumed["message"].startswith(f"resumed after step {resumed['step']}: "), resumed
+        assert resumed["step"] in (0, *[r["step"] for r in step_records(records)])
     assert records[-1]["status"] == final
     assert records[-1]["step"] == steps
-    assert all(r["job_id"] == job_id and r["total"] == total for r in records)
-    assert [r["status"] for r in records[:-1]] == ["running"] * steps
+    assert all(r["job_id"] == job_id for r in records)
+    assert all(r["total"] == total for r in [*step_records(records), records[-1]])
+    assert first["total"] in (0, total)  # 0: not known before the function said
+    assert {r["status"] for r in records[:-1]} == {"running"}
 
 
 class Subscriber(threading.Thread):
@@ -73,9 +87,9 @@ def submit_watched(c: Clients, n: int) -> tuple[str, Subscriber]:
     """Submit with a subscriber listening already (the job id is known before the task is sent)."""
     job_id = str(uuid.uuid4())
     subscriber = Subscriber(c.settings, job_id)
-    state = JobState(job_id, 0, n, JobStatus.QUEUED, time.time())
+    state = JobState(job_id, 0, n, JobStatus.QUEUED, time.time(), params={"n": n})
     progress.store(c.redis, c.settings, state)
-    c.celery.send_task("tasks.jobs.run_job", args=(job_id, n), task_id=job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(job_id, "count", {"n": n}), task_id=job_id)
     return job_id, subscriber
 
 
@@ -110,9 +124,10 @@ def test_get_job_while_running_and_from_kafka_when_redis_lost_it(c: Clients, wor
     )
     assert 0 < running.step < 20_000
 
-    c.redis.delete(progress.snapshot_key(state.job_id))
+    c.redis.delete(progress.snapshot_key(state.job_id), progress.params_key(state.job_id))
     from_kafka = service.get_job(state.job_id, c)
     assert from_kafka.status is JobStatus.RUNNING
+    assert (from_kafka.job_type, from_kafka.params) == ("count", {"n": 20_000}), "from the log's first record"
     assert running.step <= from_kafka.step <= 20_000
 
     service.cancel_job(state.job_id, c)
@@ -137,7 +152,7 @@ def test_submit_refuses_bad_input_and_creates_nothing(c: Clients):
     before = set(c.redis.scan_iter("jobstream:*"))
     queued = c.redis.llen("celery")
     for bad in [0, -3, 1.5, "", "abc", 10**12, True, None, "1e3"]:
-        with pytest.raises(ValueError, match="whole number"):
+        with pytest.raises(InvalidParams, match=r"^n: "):
             service.submit_job("count", {"n": bad}, c)
     assert set(c.redis.scan_iter("jobstream:*")) == before
     assert c.redis.llen("celery") == queued
@@ -170,12 +185,12 @@ def test_cancel_a_running_job_stops_within_one_progress_interval(c: Clients, set
     final = wait_finished(c, state.job_id)
     assert final.status is JobStatus.CANCELLED
     records = read_log(settings, state.job_id)
-    steps = [r["step"] for r in records if r["status"] == "running"]
+    steps = [r["step"] for r in step_records(records)]
     assert steps == list(range(1, final.step + 1))
     assert (records[-1]["status"], records[-1]["step"]) == ("cancelled", final.step)
     # The runner reads the flag at each progress publish: what runs after the request is at most
     # one interval's worth of steps (fewer on a busy machine, where each step takes longer).
-    after = [r["step"] for r in records if r["status"] == "running" and r["ts"] > asked_at]
+    after = [r["step"] for r in step_records(records) if r["ts"] > asked_at]
     allowed = math.ceil(settings.progress_interval_ms / settings.step_delay_ms) + 5
     assert len(after) <= allowed, f"{len(after)} steps ran after the cancel (at most {allowed})"
 
@@ -256,7 +271,7 @@ def test_two_live_copies_of_one_job_run_each_step_once(c: Clients, settings: Set
     wait_for(lambda: service.get_job(state.job_id, c).step > 100, what="the job to run")
     # A second copy of its task, as a redelivery sends it, while the first copy runs: the second waits
     # for the lease, and stops when the first still holds it.
-    c.celery.send_task("tasks.jobs.run_job", args=(state.job_id, state.total), task_id=state.job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(state.job_id, "count", state.params), task_id=state.job_id)
     wait_for(lambda: f"job {state.job_id} is run by another worker; this copy stops" in worker.log(),
              progress.LEASE_MS / 1000 + 30, "the second copy to give way")  # fmt: skip
     assert service.get_job(state.job_id, c).status is JobStatus.RUNNING
@@ -270,13 +285,8 @@ def test_two_live_copies_of_one_job_run_each_step_once(c: Clients, settings: Set
 def test_a_job_whose_step_raises_fails_with_the_error_and_its_log_ends_there(c: Clients, settings: Settings):
     job_id = str(uuid.uuid4())
     progress.store(c.redis, settings, JobState(job_id, 0, 50, JobStatus.QUEUED, time.time()))
-
-    def step_work(step: int) -> None:
-        if step == 20:
-            raise ValueError("step 20 broke")
-
     # The runner alone, on the real Redis and broker: no Celery task is queued for this job.
-    final = runner.run_job(job_id, 50, c, step_work)
+    final = runner.run_job(job_id, "steps_then_fail", {"n": 50, "fail_at": 20}, c)
     assert (final.status, final.step, final.error) == (JobStatus.FAILED, 19, "ValueError: step 20 broke")
     assert service.get_job(job_id, c) == final
     records = read_log(settings, job_id)

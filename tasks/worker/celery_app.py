@@ -11,6 +11,7 @@ from celery.signals import worker_process_init
 
 from settings import Settings, get_settings
 from tasks.clients import clients
+from tasks.jobtypes import load_catalog
 
 
 def make_app(settings: Settings) -> Celery:
@@ -44,6 +45,9 @@ def make_app(settings: Settings) -> Celery:
 
 
 app = make_app(get_settings())
+# Every job type now, while Celery still has the working directory on the import path: a module
+# named in JOB_MODULES that cannot be imported stops the worker at start, with the reason.
+load_catalog(get_settings())
 
 # The periodic checks run every few seconds and rarely find anything; they log what they do find
 # (tasks.service). Celery's own lines about them (beat sent it, the worker received it, it
