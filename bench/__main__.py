@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def units(cfg: Config) -> int:
     """How many ticks the progress bar will see."""
     e2e_ticks = 2 + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state) + 1
-    return (len(cfg.ns) + len(cfg.baseline_ns)) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
+    return (len(cfg.ns) + len(cfg.baseline_ns) + 1) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
 
 
 def machine(stack: BenchStack) -> dict[str, Any]:
@@ -63,6 +63,7 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     results: dict[str, Any] = {"mode": cfg.mode, "config": asdict(cfg)}
     results |= {"machine": machine(stack), "services": stack.describe()}
     results |= pipeline.summarize(pipeline.series(stack, cfg.ns, cfg.repeats, tick))
+    hand_loop = pipeline.hand_loop_runs(stack, cfg.n, cfg.repeats, tick)
     results |= baseline.summarize(baseline.series(stack, cfg.baseline_ns, cfg.repeats, tick))
     reads = latency.reads(
         stack,
@@ -78,8 +79,10 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     results |= worker.end_to_end(stack, cfg.worker_n, cfg.small_jobs, tick)
     results |= e2e.run(stack, cfg, tick)
     results |= peer.run(stack, cfg, tick)
+    results |= hand_loop
     results["ratios"] = {
         "throughput_vs_baseline": results["throughput_steps_per_s"] / results["baseline_throughput_steps_per_s"],
+        "catalog_vs_hand_loop": hand_loop.pop("catalog_vs_hand_loop"),
         "recovery_read_baseline_vs_kafka": results["baseline_recovery_read_p95_ms"] / results["get_job_kafka_p95_ms"],
         **e2e_report.ratios(results),
     }

@@ -241,11 +241,16 @@ def log_values(settings: Settings, topic: str, timeout_s: float = 60.0) -> Itera
         consumer.close()
 
 
-def read_log(settings: Settings, topic: str, timeout_s: float = 60.0) -> LogCheck:
+def read_log(settings: Settings, topic: str, timeout_s: float = 60.0, first_record: bool = True) -> LogCheck:
     """Read a whole topic, counting records and checking that the steps run 1, 2, 3... in order,
-    with one repeat allowed: the final record carries the last step's number again."""
+    with one repeat allowed: the final record carries the last step's number again. With
+    `first_record`, the log begins with a run's first record (step 0, the params), not a step."""
     records, step, repeated_at, in_order, last = 0, 0, -1, True, b""
     for last in log_values(settings, topic, timeout_s):
+        if first_record and records == 0:
+            in_order = b'"params"' in last and STEP_RE.search(last) is not None
+            records += 1
+            continue
         match = STEP_RE.search(last)
         new_step = int(match.group(1)) if match else -1
         if new_step == step and repeated_at == -1:
@@ -258,10 +263,12 @@ def read_log(settings: Settings, topic: str, timeout_s: float = 60.0) -> LogChec
     return LogCheck(records, in_order, step, last)
 
 
-def check_job_log(settings: Settings, topic: str, n: int) -> LogCheck:
-    """A complete job log: steps 1..n in order, then one final `succeeded` record at step n."""
-    log = read_log(settings, topic)
-    if log.records != n + 1 or not log.steps_in_order or log.last_step != n or b'"succeeded"' not in log.last_value:
+def check_job_log(settings: Settings, topic: str, n: int, first_record: bool = True) -> LogCheck:
+    """A complete job log: its first record (unless the seed's loop wrote it), steps 1..n in
+    order, then one final `succeeded` record at step n."""
+    log = read_log(settings, topic, first_record=first_record)
+    complete = log.records == n + 1 + first_record and log.steps_in_order and log.last_step == n
+    if not complete or b'"succeeded"' not in log.last_value:
         raise BenchError(
             f"{topic}: expected steps 1..{n} in order and a final succeeded record, found {log.records} records "
             f"(in order: {log.steps_in_order}, last: {log.last_value[:120]!r})"

@@ -14,6 +14,7 @@ from bench.targets import Target, lookup
 TARGETS = (
     Target("throughput_steps_per_s", ">=", 150_000, " steps/s"),
     Target("ratios.throughput_vs_baseline", ">=", 50, "x baseline"),
+    Target("ratios.catalog_vs_hand_loop", ">=", 0.9, "x the hand-written loop"),
     Target("redis_msgs_per_s_per_job", "<=", 25, "/s"),
     Target("redis_msgs_peak_per_s", "<=", 25),
     Target("submit_p95_ms", "<", 20, " ms"),
@@ -60,6 +61,13 @@ ROWS = (
         lambda r: f"{r['baseline_throughput_steps_per_s']:,.0f} (N={r['baseline_n']:,})",
         lambda r: f"{r['ratios']['throughput_vs_baseline']:,.1f}x faster",
         ("throughput_steps_per_s", "ratios.throughput_vs_baseline"),
+    ),
+    Row(
+        "Count job through the catalog (ctx.steps) vs the seed's hand-written loop, same N (steps/s)",
+        lambda r: f"{r['catalog_throughput_steps_per_s']:,.0f}",
+        lambda r: f"{r['hand_loop_throughput_steps_per_s']:,.0f}",
+        lambda r: f"{r['ratios']['catalog_vs_hand_loop']:.2f}x",
+        ("ratios.catalog_vs_hand_loop",),
     ),
     Row(
         "Steps per CPU second of the loop's process (its Kafka client threads included)",
