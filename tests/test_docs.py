@@ -1,10 +1,13 @@
 """The README stays true: its first commands and its tables of settings and environments match the code."""
 
+import math
+import types
 from collections.abc import Callable
 
 import pytest
 
 from settings import PROJECT_ROOT, environments_table, settings_table
+from tasks import jobtypes
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -27,3 +30,22 @@ def readme_table(header: str) -> str:
 def test_readme_tables_are_the_ones_python_m_settings_prints(generate: Callable[[], str]) -> None:
     expected = generate()
     assert readme_table(expected.splitlines()[0]) == expected, "regenerate it with `python -m settings`"
+
+
+def test_the_readme_job_example_registers_and_runs() -> None:
+    """The "Your own job" example is complete: it loads as a module and its function runs."""
+    code = next(block for block in README.split("```python\n")[1:] if block.startswith("# myteam/jobs.py"))
+    code = code.split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 20
+    module = types.ModuleType("readme_example")
+    exec(compile(code, "README example", "exec"), module.__dict__)
+    job = jobtypes._registry.pop("estimate_pi")
+    assert (job.title, job.on_worker_lost) == ("Estimate pi", "resume")
+
+    class Steps:
+        checkpoint: dict = {}
+
+        def steps(self, total: int) -> range:
+            return range(1, total + 1)
+
+    assert abs(module.estimate_pi(Steps(), batches=3, seed=1) - math.pi) < 0.05
