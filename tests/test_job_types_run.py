@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from starlette.testclient import TestClient
@@ -86,7 +87,11 @@ def test_a_job_that_reports_nothing_shows_running_its_elapsed_time_and_keeps_its
     first = wait_for(
         lambda: (s := service.get_job(state.job_id, c)).status is JobStatus.RUNNING and s, what="it to run"
     )
-    ttl = wait_for(lambda: c.redis.pttl(lease) > 0 and c.redis.pttl(lease), what="its lease")
+
+    def lease_ms() -> int:
+        return cast(int, c.redis.pttl(lease))
+
+    ttl = wait_for(lambda: lease_ms() > 0 and lease_ms(), what="its lease")
     # The runner's heartbeat publishes the state with a fresh time, and renews the lease, though
     # the function says nothing.
     later = wait_for(lambda: (s := service.get_job(state.job_id, c)).ts - first.ts >= 1.5 and s, what="a heartbeat")
@@ -94,7 +99,7 @@ def test_a_job_that_reports_nothing_shows_running_its_elapsed_time_and_keeps_its
     assert later.started_at is not None
     assert later.ts - later.started_at >= 1.5
     assert (later.step, later.total) == (0, 0)
-    wait_for(lambda: c.redis.pttl(lease) > ttl, what="the lease to be renewed")
+    wait_for(lambda: lease_ms() > ttl, what="the lease to be renewed")
     final = wait_finished(c, state.job_id)
     assert (final.status, final.result) == (JobStatus.SUCCEEDED, "done")
 
