@@ -160,11 +160,13 @@ def log_problem(records: list[JobState], job_id: str, n: int) -> str | None:
     """Why a job's log is not steps 1..n once each in order then one `succeeded` record; None if it is."""
     if any(r.job_id != job_id or r.total != n for r in records):
         return "a record of another job or total"
-    steps = [r.step for r in records if r.status is JobStatus.RUNNING]
+    if not records or records[0].params is None or records[0].step != 0:
+        return "it does not begin with the run's first record (step 0, with the params)"
+    steps = [r.step for r in records[1:] if r.status is JobStatus.RUNNING]
     if steps != list(range(1, n + 1)):
         repeated = sum(count - 1 for count in Counter(steps).values())
         return f"{len(steps)} step records, {repeated} repeated, {n - len(set(steps))} missing or out of order"
-    finals = records[len(steps) :]
+    finals = records[len(steps) + 1 :]
     if [(r.status, r.step) for r in finals] != [(JobStatus.SUCCEEDED, n)]:
         return f"ends with {[(r.status.value, r.step) for r in finals]} instead of one succeeded record"
     return None

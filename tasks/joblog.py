@@ -65,7 +65,7 @@ class JobLogAdmin:
             future.result(timeout=self.timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise JobLogError(f"cannot create the job's log topic: {exc.args[0].str()}") from exc
+                raise JobLogError(f"cannot create the job's log topic in Kafka: {exc.args[0].str()}") from exc
         except TimeoutError as exc:
             raise JobLogError("the Kafka broker did not answer in time") from exc
 

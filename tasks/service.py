@@ -22,7 +22,15 @@ from tasks import owners, progress
 from tasks.clients import Clients
 from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader, LogPage
 from tasks.jobtypes import InvalidParams, JobType, find, params_size
-from tasks.model import JobNotFound, JobState, JobStatus, ServiceUnavailable, TooManyJobs, check_job_id
+from tasks.model import (
+    DEFAULT_JOB_TYPE,
+    JobNotFound,
+    JobState,
+    JobStatus,
+    ServiceUnavailable,
+    TooManyJobs,
+    check_job_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +120,9 @@ def get_job(job_id: object, c: Clients) -> JobState:
         if redis_up:
             progress.refill(c.redis, c.settings, state)
     if state.params is None and state.status is JobStatus.RUNNING:  # Redis lost them: the log's first record has them
-        first = c.reader.page(job_id, 0, 1).records
-        state = replace(state, params=first[0].params if first else None)
+        with contextlib.suppress(JobNotFound):  # its topic is made when a worker starts it
+            first = c.reader.page(job_id, 0, 1).records
+            state = replace(state, params=first[0].params if first else None)
     return state
 
 
@@ -151,7 +160,7 @@ def cancel_job(job_id: object, c: Clients) -> JobState:
         # flag, writes the `cancelled` record to the log and runs no step.
         if lease.acquire():
             try:
-                state = JobState(state.job_id, 0, state.total, JobStatus.CANCELLED, time.time())
+                state = replace(state, status=JobStatus.CANCELLED, ts=time.time())
                 progress.store(c.redis, c.settings, state)
             finally:
                 lease.release()
@@ -168,6 +177,8 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     running = cast(dict[bytes, bytes], c.redis.hgetall(progress.RUNNING_KEY))
     for raw_id, raw_task in running.items():
         job_id, task = raw_id.decode(), json.loads(raw_task)
+        if isinstance(task, int):  # recorded before job types: the total of a count job
+            task = {"type": DEFAULT_JOB_TYPE, "params": {"n": task}}
         if c.redis.exists(progress.lease_key(job_id)):
             continue
         state = progress.load(c.redis, job_id)

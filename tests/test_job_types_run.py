@@ -3,8 +3,11 @@ tqdm loop), results and errors, cancel, and what a killed worker does to each ki
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
+import uuid
 from collections.abc import Callable
 from typing import cast
 
@@ -16,7 +19,7 @@ from settings import Settings
 from stack.processes import Child
 from tasks import progress, service
 from tasks.clients import Clients
-from tasks.model import JobStatus
+from tasks.model import JobState, JobStatus
 from tests.conftest import wait_finished, wait_for
 from tests.test_pipeline import Subscriber, read_log, step_records
 
@@ -54,9 +57,16 @@ def test_a_tqdm_only_job_defined_in_a_test_module_runs_through_the_api_with_live
 def test_built_in_and_test_types_end_with_their_results_or_errors(
     c: Clients, settings: Settings, worker: Child
 ) -> None:
-    primes = service.submit_job("primes", {"limit": 100_000, "segments": 10}, c)
-    stats = service.submit_job("text_stats", {"text": "The cat and the hat.\nA cat!"}, c)
-    broken = service.submit_job("progress_then_fail", {"fail_at": 3}, c)
+    client = TestClient(api)
+
+    def submit(job_type: str, params: dict) -> JobState:
+        answer = client.post("/api/jobs", json={"type": job_type, "params": params})
+        assert answer.status_code == 202, answer.text
+        return JobState.from_json(json.dumps(answer.json()))
+
+    primes = submit("primes", {"limit": 100_000, "segments": 10})
+    stats = submit("text_stats", {"text": "The cat and the hat.\nA cat!"})
+    broken = submit("progress_then_fail", {"fail_at": 3})
 
     done = wait_finished(c, primes.job_id)
     assert (done.status, done.step, done.total) == (JobStatus.SUCCEEDED, 10, 10)
@@ -92,6 +102,7 @@ def test_a_job_that_reports_nothing_shows_running_its_elapsed_time_and_keeps_its
         return cast(int, c.redis.pttl(lease))
 
     ttl = wait_for(lambda: lease_ms() > 0 and lease_ms(), what="its lease")
+    sampled_at = time.monotonic()
     # The runner's heartbeat publishes the state with a fresh time, and renews the lease, though
     # the function says nothing.
     later = wait_for(lambda: (s := service.get_job(state.job_id, c)).ts - first.ts >= 1.5 and s, what="a heartbeat")
@@ -99,7 +110,9 @@ def test_a_job_that_reports_nothing_shows_running_its_elapsed_time_and_keeps_its
     assert later.started_at is not None
     assert later.ts - later.started_at >= 1.5
     assert (later.step, later.total) == (0, 0)
-    wait_for(lambda: lease_ms() > ttl, what="the lease to be renewed")
+    # Not renewed, the lease would have run down by the time since it was sampled.
+    ran_down = ttl - (time.monotonic() - sampled_at) * 1000
+    assert lease_ms() > ran_down + 200, "the heartbeat renewed the lease"
     final = wait_finished(c, state.job_id)
     assert (final.status, final.result) == (JobStatus.SUCCEEDED, "done")
 
@@ -161,3 +174,18 @@ def test_a_killed_worker_resumes_restarts_or_fails_the_job_as_its_type_declares(
         assert len(runs) == 1
         assert records[-1]["error"] == final.error
     assert records[-1]["params"] == state.params
+
+
+def test_work_queued_before_job_types_runs_as_count_jobs(c: Clients, settings: Settings, worker: Child) -> None:
+    """An upgrade keeps what the old version queued: a task of (job_id, n), and a running job
+    recorded with its total only, which the stalled-job check requeues."""
+    job_id = str(uuid.uuid4())
+    progress.store(c.redis, settings, JobState(job_id, 0, 40, JobStatus.QUEUED, time.time()))
+    c.celery.send_task("tasks.jobs.run_job", args=(job_id, 40), task_id=job_id)
+    final = wait_finished(c, job_id)
+    assert (final.status, final.job_type, final.params, final.step) == (JobStatus.SUCCEEDED, "count", {"n": 40}, 40)
+    stalled = str(uuid.uuid4())
+    progress.store(c.redis, settings, JobState(stalled, 5, 30, JobStatus.RUNNING, time.time()))
+    c.redis.hset(progress.RUNNING_KEY, stalled, "30")
+    assert service.recover_stalled_jobs(c) == [stalled]
+    assert wait_finished(c, stalled).params == {"n": 30}

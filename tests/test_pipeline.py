@@ -162,6 +162,7 @@ def test_cancel_a_queued_job_it_never_starts(c: Clients, settings: Settings, sta
     state = service.submit_job("count", {"n": 500}, c)  # no worker runs yet: it stays queued
     cancelled = service.cancel_job(state.job_id, c)
     assert cancelled.status is JobStatus.CANCELLED
+    assert (cancelled.job_type, cancelled.params, cancelled.total) == ("count", {"n": 500}, 500)
     assert service.get_job(state.job_id, c).status is JobStatus.CANCELLED
 
     start_worker()  # picks the job up, sees the flag, runs no step

@@ -6,14 +6,19 @@ from typing import Any
 
 from tasks import service
 from tasks.clients import clients
+from tasks.model import DEFAULT_JOB_TYPE
 from tasks.worker import runner
 from tasks.worker.celery_app import app
 
 
 @app.task(name="tasks.jobs.run_job")
-def run_job(job_id: str, job_type: str, params: dict[str, Any]) -> str:
-    """Run job `job_id`, a `job_type` job with these params; returns its final status."""
-    return runner.run_job(job_id, job_type, params, clients()).status.value
+def run_job(job_id: str, job_type: str | int, params: dict[str, Any] | None = None) -> str:
+    """Run job `job_id`, a `job_type` job with these params; returns its final status.
+
+    A message queued before job types holds (job_id, n): a count job of n steps."""
+    if isinstance(job_type, int):
+        job_type, params = DEFAULT_JOB_TYPE, {"n": job_type}
+    return runner.run_job(job_id, job_type, params or {}, clients()).status.value
 
 
 @app.task(name="tasks.jobs.purge_expired_jobs")
