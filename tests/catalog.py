@@ -67,22 +67,24 @@ def silent(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=60)] = 3) -
     return "done"
 
 
-@job_type(on_worker_lost="restart")
-def slow_restart(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=600)] = 60) -> None:
-    """Not resumable: run again from the start if its worker dies."""
+def wait_reporting(ctx: JobContext, seconds: float) -> None:
+    """Wait, reporting the whole seconds gone by as progress."""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         ctx.progress(int(seconds - left), int(seconds))
         time.sleep(0.01)
+
+
+@job_type(on_worker_lost="restart")
+def slow_restart(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=600)] = 60) -> None:
+    """Not resumable: run again from the start if its worker dies."""
+    wait_reporting(ctx, seconds)
 
 
 @job_type(on_worker_lost="fail")
 def slow_fail(ctx: JobContext, seconds: Annotated[float, Field(ge=0, le=600)] = 60) -> None:
     """Not resumable: fails with "worker lost" if its worker dies."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        ctx.progress(int(seconds - left), int(seconds))
-        time.sleep(0.01)
+    wait_reporting(ctx, seconds)
 
 
 @job_type(on_worker_lost="resume")
