@@ -193,6 +193,8 @@ def job_type(
 
 def _fields(type_name: str, function: Callable[..., object]) -> dict[str, tuple[Any, Any]]:
     """Param name -> (annotation, default) from the signature, after the context parameter."""
+    if inspect.iscoroutinefunction(function) or inspect.isgeneratorfunction(function):
+        raise CatalogError(f"job type {type_name}: the function must be a plain function (not async, not a generator)")
     hints = typing.get_type_hints(function, include_extras=True)
     parameters = list(inspect.signature(function).parameters.values())
     if not parameters or parameters[0].kind not in (

@@ -7,6 +7,7 @@ checks read that output: PyYAML is not a dependency, so they look at each servic
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -32,11 +33,12 @@ COMPOSE = compose_command()
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="neither `docker compose` nor docker-compose is installed")
 
 
-def compose(*args: str) -> subprocess.CompletedProcess[str]:
+def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     assert COMPOSE is not None
     return subprocess.run(
         [*COMPOSE, "-f", "docker-compose.yml", *args],
         cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -145,3 +147,10 @@ def test_worker_sends_task_events_and_hands_its_jobs_back_on_sigterm(normalized:
     # `docker compose stop` sends SIGTERM: the worker's running jobs go back to the queue at once.
     for name, value in WORKER_ENV.items():
         assert env(worker, name) == value
+
+
+def test_the_worker_and_the_app_load_the_same_job_modules_from_the_callers_shell() -> None:
+    result = compose("config", env={"JOB_MODULES": "myteam.jobs,myteam.reports"})
+    assert result.returncode == 0, result.stderr
+    for name in ("app", "worker"):
+        assert env(service(result.stdout, name), "JOB_MODULES") == "myteam.jobs,myteam.reports"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -96,6 +97,15 @@ def test_unsupported_types_and_names_are_refused_when_registered() -> None:
 
     for function in (listy, model):
         with pytest.raises(CatalogError, match="is not supported; use int, float, str, bool, Literal"):
+            job_type()(function)
+
+    async def later(ctx: JobContext) -> None: ...
+
+    def lazy(ctx: JobContext) -> Iterator[int]:
+        yield 1
+
+    for function in (later, lazy):
+        with pytest.raises(CatalogError, match="must be a plain function"):
             job_type()(function)
     with pytest.raises(CatalogError, match="use lower case letters"):
         job_type("Bad Name")(listy)
