@@ -104,9 +104,9 @@ def test_unsupported_types_and_names_are_refused_when_registered() -> None:
     def lazy(ctx: JobContext) -> Iterator[int]:
         yield 1
 
-    for function in (later, lazy):
+    for odd in (later, lazy):
         with pytest.raises(CatalogError, match="must be a plain function"):
-            job_type()(function)
+            job_type()(odd)
     with pytest.raises(CatalogError, match="use lower case letters"):
         job_type("Bad Name")(listy)
     with pytest.raises(CatalogError, match="on_worker_lost must be one of"):
