@@ -70,9 +70,7 @@ class JobsState(rx.State):
             return
         # One new list, not item by item: each item assignment goes through Reflex's state proxy.
         self.jobs = [
-            job_view(new, job.submitted_at)
-            if (new := latest.get(job.job_id)) and new.supersedes(job.status, job.step)
-            else job
+            job_view(new, job) if (new := latest.get(job.job_id)) and new.supersedes(job.status, job.step) else job
             for job in self._cards()
         ]
 
