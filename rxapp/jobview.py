@@ -1,10 +1,21 @@
-"""What a job card shows, computed from a job's state: percent, rate, ETA, duration."""
+"""What a job card shows, computed from a job's state: its type and params, percent, rate, ETA or
+elapsed time, duration, its progress message and result."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+from typing import Any
 
+from tasks.clients import clients
 from tasks.model import JobState, JobStatus
+
+# A card's line of params, or of the result, is cut to this length; a long value in it to less.
+SUMMARY_MAX_CHARS = 80
+VALUE_MAX_CHARS = 30
+# A text shown without quotes: a word, a number, a name.
+BARE_RE = re.compile(r"[\w.:/+-]{1,30}")
 
 
 @dataclasses.dataclass
@@ -22,6 +33,12 @@ class JobView:
     error: str = ""
     cancellable: bool = True
     submitted_at: float = 0.0
+    title: str = ""
+    params_text: str = ""
+    message: str = ""
+    result_text: str = ""
+    # Running without a known total: the bar moves without a percent.
+    indeterminate: bool = False
 
 
 def format_seconds(seconds: float) -> str:
@@ -43,27 +60,81 @@ def format_rate(steps_per_s: float) -> str:
     return f"{steps_per_s:,.1f} steps/s" if steps_per_s < 100 else f"{steps_per_s:,.0f} steps/s"
 
 
-def job_view(state: JobState, submitted_at: float = 0.0) -> JobView:
-    """The card of a job in `state`; rate and ETA while running, duration once finished."""
-    percent = 100.0 * state.step / state.total if state.total else 0.0
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def value_text(value: Any) -> str:
+    """One value, short: 1000, 10,000,000, 0.5, true, fast, "two words", [1,2,3]."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str) and BARE_RE.fullmatch(value):
+        return value
+    if isinstance(value, str):
+        return json.dumps(_cut(value, VALUE_MAX_CHARS - 2), ensure_ascii=False)
+    return _cut(json.dumps(value, separators=(",", ":"), ensure_ascii=False), VALUE_MAX_CHARS)
+
+
+def summary(value: Any) -> str:
+    """Params or a result on one line of a card: `limit=10,000,000 · segments=100` (what is None
+    is left out: it says nothing)."""
+    if isinstance(value, dict):
+        text = " · ".join(f"{name}={value_text(item)}" for name, item in value.items() if item is not None)
+    else:
+        text = value_text(value)
+    return _cut(text, SUMMARY_MAX_CHARS)
+
+
+def type_title(job_type: str) -> str:
+    """The title of a job type; its name when the catalog no longer has it."""
+    job = clients().catalog.get(job_type)
+    return job.title if job is not None else job_type
+
+
+def job_view(state: JobState, before: JobView | None = None) -> JobView:
+    """The card of a job in `state` (`before`: its card until now, which keeps what states in
+    between leave out: the params, the submit time). Rate and ETA while running, or the elapsed
+    time when the job has not said how many steps it has; duration once finished."""
+    succeeded = state.status is JobStatus.SUCCEEDED
+    percent = 100.0 * state.step / state.total if state.total else 100.0 if succeeded else 0.0
     elapsed = state.ts - state.started_at if state.started_at else 0.0
     rate = state.step / elapsed if elapsed > 0 and state.step else 0.0
+    running = state.status is JobStatus.RUNNING
+    if state.total:
+        step_text = f"{state.step:,}/{state.total:,}"
+        percent_text = f"{percent:.0f}%" if percent >= 1 or not percent else f"{percent:.1f}%"
+    else:
+        step_text, percent_text = f"step {state.step:,}" if state.step else "", ""
     view = JobView(
         job_id=state.job_id,
         status=state.status,
         step=state.step,
         total=state.total,
         percent=round(percent, 2),
-        step_text=f"{state.step:,}/{state.total:,}",
-        percent_text=f"{percent:.0f}%" if percent >= 1 or not percent else f"{percent:.1f}%",
+        step_text=step_text,
+        percent_text=percent_text,
         error=state.error or "",
         cancellable=not state.status.finished,
         # A recovered job's submit time is not kept: when it started comes closest.
-        submitted_at=submitted_at or state.started_at or state.ts,
+        submitted_at=(before.submitted_at if before else 0.0) or state.started_at or state.ts,
+        title=before.title if before else type_title(state.job_type),
+        params_text=summary(state.params) if state.params is not None else before.params_text if before else "",
+        message=state.message or "",
+        result_text=summary(state.result) if succeeded and state.result is not None else "",
+        indeterminate=running and not state.total,
     )
-    if state.status is JobStatus.RUNNING and rate:
+    if running and rate:
         view.rate_text = format_rate(rate)
+    if running and state.total and rate:
         view.eta_text = "ETA " + format_seconds((state.total - state.step) / rate)
+    elif running and not state.total and state.started_at:
+        view.eta_text = "running for " + format_seconds(elapsed)
     elif state.status.finished and state.started_at:
         view.duration_text = "took " + format_seconds(elapsed)
         if rate:

@@ -5,6 +5,7 @@ import reflex as rx
 from rxapp.api import api
 from rxapp.hub import hub
 from rxapp.pages.index import index
+from rxapp.state.form import FormState
 from rxapp.state.jobs import JobsState
 
 app = rx.App(
@@ -14,5 +15,5 @@ app = rx.App(
         rx.el.meta(name="description", content="Jobstream: run long background jobs and watch them live."),
     ],
 )
-app.add_page(index, route="/", title="Jobstream", on_load=JobsState.load_jobs)
+app.add_page(index, route="/", title="Jobstream", on_load=[FormState.load, JobsState.load_jobs])
 app.register_lifespan_task(hub.run)

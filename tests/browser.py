@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from playwright.sync_api import BrowserContext, Dialog, Locator, Page, expect
+from playwright.sync_api import BrowserContext, Dialog, Locator, Page, WebSocketRoute, expect
 
 from rxapp.state.cookie import COOKIE_NAME
 
 # Generous: the machine's two cores are shared with benchmarks and other suites.
 TIMEOUT_S = 20
 STEP_RE = re.compile(r"^([\d,]+)/([\d,]+)$")
+# A Socket.IO event packet on the page's socket: its head (type, namespace, ack id), then JSON.
+EVENT_PACKET_RE = re.compile(r"^(\d+/_event,\d*)(\[.*\])$", re.DOTALL)
+SUBMIT_EVENT = "jobs_state.submit"
 
 
 def parse_step(text: str) -> tuple[int, int]:
@@ -21,6 +25,17 @@ def parse_step(text: str) -> tuple[int, int]:
     match = STEP_RE.fullmatch(text.strip())
     assert match, f"step text {text!r} is not 'step/total'"
     return int(match[1].replace(",", "")), int(match[2].replace(",", ""))
+
+
+def with_form_values(packet: str, values: dict[str, str]) -> str:
+    """The submit event `packet` with `values` in place of the form's (or added to it)."""
+    match = EVENT_PACKET_RE.fullmatch(packet)
+    assert match, packet[:200]
+    event = json.loads(match[2])
+    entries = event[1]["payload"]["form_data"]["__reflex_form_data__"]
+    kept = [[name, value] for name, value in entries if name not in values]
+    event[1]["payload"]["form_data"]["__reflex_form_data__"] = kept + [[name, value] for name, value in values.items()]
+    return match[1] + json.dumps(event)
 
 
 def cookie_ids(context: BrowserContext) -> list[str]:
@@ -38,6 +53,7 @@ class JobPage:
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.submitted: list[str] = []
+        self.forged: dict[str, str] | None = None  # see send_instead
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("dialog", self._on_dialog)
 
@@ -51,8 +67,8 @@ class JobPage:
         return self
 
     def wait_ready(self) -> None:
-        """Wait until the page has rendered its form and its job list (or the "no jobs" line)."""
-        expect(self.page.get_by_test_id("job-n-input")).to_be_editable()
+        """Wait until the page has rendered its form's fields and its job list (or the "no jobs" line)."""
+        expect(self.page.locator("[data-testid=job-fields] [name]").first).to_be_editable()
         self.page.wait_for_function(
             "() => document.querySelector('[data-testid=job-card]') !== null"
             " || document.body.innerText.includes('No jobs yet')"
@@ -80,13 +96,74 @@ class JobPage:
         self.page.get_by_test_id("job-submit").click()
 
     def submit(self, n: int | str) -> str:
-        """Start a job from the form; return the id of the card that appears for it."""
+        """Start a count job from the form; return the id of the card that appears for it."""
+        return self.new_card(lambda: self.type_n(str(n)))
+
+    def new_card(self, action: Callable[[], object]) -> str:
+        """Do `action`, which starts a job; return the id of the card that appears for it."""
         before = set(self.card_ids())
-        self.type_n(str(n))
+        action()
         expect(self.cards).to_have_count(len(before) + 1)
         (new,) = set(self.card_ids()) - before
         self.submitted.append(new)
         return new
+
+    def choose_type(self, job_type: str) -> None:
+        """Pick a job type; returns once the form shows its fields."""
+        self.page.get_by_test_id("job-type").select_option(job_type)
+        expect(self.page.locator(f'[data-testid="job-fields"][data-job-type="{job_type}"]')).to_be_attached()
+
+    def param(self, name: str) -> Locator:
+        return self.page.get_by_test_id(f"param-{name}")
+
+    def param_error(self, name: str) -> Locator:
+        return self.page.get_by_test_id(f"param-error-{name}")
+
+    def set_params(self, **values: str | bool) -> None:
+        """Fill in the chosen type's fields: a bool (un)checks a box, a select takes an option."""
+        for name, value in values.items():
+            control = self.param(name)
+            if isinstance(value, bool):
+                control.set_checked(value)
+            elif control.evaluate("el => el.tagName") == "SELECT":
+                control.select_option(value)
+            else:
+                control.fill(value)
+
+    def start(self, job_type: str, **values: str | bool) -> str:
+        """Start a job of `job_type` with these field values; return its card's id."""
+        self.choose_type(job_type)
+        self.set_params(**values)
+        return self.new_card(self.page.get_by_test_id("job-submit").click)
+
+    def unguard(self) -> None:
+        """Turn the browser's checks of the form (HTML bounds, patterns, `required`) off, so that
+        what is typed reaches the server, which must refuse it itself."""
+        self.page.evaluate("() => { document.querySelector('[data-testid=job-submit]').form.noValidate = true; }")
+
+    def send_instead(self, **values: str) -> None:
+        """From now on the page's submits carry `values` in place of what the form holds, as a
+        client other than a browser could send them (text in a number field, say); no values:
+        what the form holds. The first call reloads the page, so that its socket goes through
+        the route that rewrites them."""
+        first = self.forged is None
+        self.forged = values
+        if not first:
+            return
+
+        def route(ws: WebSocketRoute) -> None:
+            server = ws.connect_to_server()
+
+            def to_server(message: str | bytes) -> None:
+                if isinstance(message, str) and SUBMIT_EVENT in message and self.forged:
+                    message = with_form_values(message, self.forged)
+                server.send(message)
+
+            ws.on_message(to_server)
+
+        self.page.route_web_socket(re.compile(r"/_event"), route)
+        self.page.reload()
+        self.wait_ready()
 
     def step(self, job_id: str) -> tuple[int, int]:
         return parse_step(self.step_text(job_id).inner_text())

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
 from settings import PROJECT_ROOT, Settings, get_settings, load_settings, use_environment
 from stack import services
@@ -28,7 +28,7 @@ from stack.processes import VENV_BIN, CeleryWorker, Child, app_env, free_port, h
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobState
-from tests.browser import TIMEOUT_S
+from tests.browser import TIMEOUT_S, JobPage
 
 # The tests' own Redis database, broker port, ports and run folder (settings.ENVIRONMENTS), set before
 # anything reads the settings and inherited by every process the tests start.
@@ -215,3 +215,57 @@ def browser() -> Iterator[Browser]:
         expect.set_options(timeout=TIMEOUT_S * 1000)
         yield chromium
         chromium.close()
+
+
+DESKTOP = {"width": 1000, "height": 800}
+
+
+@pytest.fixture
+def new_context(browser: Browser, web: WebApp) -> Iterator[Callable[..., BrowserContext]]:
+    """Fresh browser contexts (own cookies, own Reflex token) for one test, closed at its end."""
+    opened: list[BrowserContext] = []
+
+    def new(**options: Any) -> BrowserContext:
+        context = browser.new_context(**{"viewport": DESKTOP, **options})
+        context.set_default_timeout(TIMEOUT_S * 1000)
+        opened.append(context)
+        return context
+
+    yield new
+    for context in opened:
+        context.close()
+
+
+@pytest.fixture
+def open_page(
+    web: WebApp, worker: Child, new_context: Callable[..., BrowserContext], c: Clients
+) -> Iterator[Callable[[BrowserContext | None], JobPage]]:
+    """Open `/` in a new tab (of a new context unless given one), with a worker running the jobs.
+
+    Jobs left unfinished are cancelled before the test's worker stops.
+    """
+    pages: list[JobPage] = []
+
+    def open_(context: BrowserContext | None = None) -> JobPage:
+        page = JobPage((context or new_context()).new_page(), web.frontend + "/")
+        pages.append(page)
+        return page.open()
+
+    yield open_
+    # Before the worker stops (its process group is signalled, so a running job gets no last word).
+    left = {job_id for page in pages for job_id in page.submitted}
+    for job_id in left:
+        service.cancel_job(job_id, c)
+    for job_id in left:
+        wait_finished(c, job_id, timeout_s=TIMEOUT_S)
+
+
+@pytest.fixture
+def no_backend_exceptions(web: WebApp) -> Iterator[None]:
+    """The test also fails when the app logged an exception while it ran (page tests use it for all)."""
+    start = web.log_path.stat().st_size
+    yield
+    with web.log_path.open("rb") as log:
+        log.seek(start)
+        new = log.read().decode(errors="replace")
+    assert "Backend Exception" not in new, new[-4000:]

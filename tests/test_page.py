@@ -8,18 +8,16 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from playwright.sync_api import Browser, BrowserContext, WebSocketRoute, expect
+from playwright.sync_api import BrowserContext, WebSocketRoute, expect
 
 from rxapp.hub import RECONNECT_GRACE_S
 from rxapp.state.cookie import BROWSER_COOKIE_NAME, MAX_AGE_S, max_age_s
 from settings import Settings
-from stack.processes import Child
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobStatus
@@ -27,61 +25,10 @@ from tasks.progress import channel, snapshot_key
 from tests.browser import COOKIE_NAME, TIMEOUT_S, JobPage, cookie_ids, parse_step
 from tests.conftest import WebApp, wait_finished, wait_for
 
-pytestmark = pytest.mark.browser
+# Every test also fails when the app logged an exception while it ran.
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_backend_exceptions")]
 
-DESKTOP = {"width": 1000, "height": 800}
 BIG_N = 1_000_000  # runs for half an hour at 2 ms a step: cancelled by the test or at its end
-
-
-@pytest.fixture
-def new_context(browser: Browser, web: WebApp) -> Iterator[Callable[..., BrowserContext]]:
-    """Fresh browser contexts (own cookies, own Reflex token) for one test, closed at its end."""
-    opened: list[BrowserContext] = []
-
-    def new(**options: Any) -> BrowserContext:
-        context = browser.new_context(**{"viewport": DESKTOP, **options})
-        context.set_default_timeout(TIMEOUT_S * 1000)
-        opened.append(context)
-        return context
-
-    yield new
-    for context in opened:
-        context.close()
-
-
-@pytest.fixture
-def open_page(
-    web: WebApp, worker: Child, new_context: Callable[..., BrowserContext], c: Clients
-) -> Iterator[Callable[[BrowserContext | None], JobPage]]:
-    """Open `/` in a new tab (of a new context unless given one), with a worker running the jobs.
-
-    Jobs left unfinished are cancelled before the test's worker stops.
-    """
-    pages: list[JobPage] = []
-
-    def open_(context: BrowserContext | None = None) -> JobPage:
-        page = JobPage((context or new_context()).new_page(), web.frontend + "/")
-        pages.append(page)
-        return page.open()
-
-    yield open_
-    # Before the worker stops (its process group is signalled, so a running job gets no last word).
-    left = {job_id for page in pages for job_id in page.submitted}
-    for job_id in left:
-        service.cancel_job(job_id, c)
-    for job_id in left:
-        wait_finished(c, job_id, timeout_s=TIMEOUT_S)
-
-
-@pytest.fixture(autouse=True)
-def no_backend_exceptions(web: WebApp) -> Iterator[None]:
-    """Every test also fails when the app logged an exception while it ran."""
-    start = web.log_path.stat().st_size
-    yield
-    with web.log_path.open("rb") as log:
-        log.seek(start)
-        new = log.read().decode(errors="replace")
-    assert "Backend Exception" not in new, new[-4000:]
 
 
 def snapshot_keys(c: Clients) -> int:
@@ -247,15 +194,16 @@ def test_the_log_shows_every_step_a_page_at_a_time(open_page: Callable[..., JobP
     rows = log.get_by_test_id("job-log-row")
     cells = rows.locator("td")
 
-    # 250 steps and the final record, 100 to a page.
-    for first_step, count in ((1, 100), (101, 100), (201, 51)):
+    # The first record (step 0, with the params), 250 steps and the final record, 100 to a page.
+    expect(log.get_by_test_id("job-log-param")).to_have_text(["n250"])
+    for first_step, count in ((0, 100), (100, 100), (200, 52)):
         expect(rows).to_have_count(count)
         expect(rows.first.locator("td").first).to_have_text(str(first_step))
         expect(rows.last.locator("td").first).to_have_text(str(min(first_step + count - 1, 250)))
         if count == 100:
             log.get_by_test_id("job-log-next").click()
     expect(rows.last.locator("td").nth(1)).to_have_text("succeeded")
-    expect(log.get_by_test_id("job-log-range")).to_have_text("Records 201-251 (the end of the log so far)")
+    expect(log.get_by_test_id("job-log-range")).to_have_text("Records 201-252 (the end of the log so far)")
     expect(log.get_by_test_id("job-log-next")).to_be_disabled()
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", cells.nth(2).inner_text())
 
@@ -299,12 +247,24 @@ def test_the_log_opens_only_for_a_job_of_this_page(
     page.assert_clean()
 
 
-@pytest.mark.parametrize("bad", ["abc", "0", "-5", "1.5", "99999999999"])
-def test_bad_input_creates_nothing(bad: str, open_page: Callable[..., JobPage], c: Clients) -> None:
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("abc", "valid integer"),
+        ("0", "greater than or equal to 1"),
+        ("-5", "greater than or equal to 1"),
+        ("1.5", "valid integer"),
+        ("99999999999", "less than or equal to"),
+        ("", "required"),
+    ],
+)
+def test_bad_input_creates_nothing(bad: str, reason: str, open_page: Callable[..., JobPage], c: Clients) -> None:
     keys = snapshot_keys(c)
     page = open_page()
-    page.type_n(bad)
-    expect(page.page.get_by_test_id("job-error")).to_contain_text("whole number from 1 to")
+    page.send_instead(n=bad)  # past the browser's own checks, as a client other than the page could
+    page.type_n("5")
+    expect(page.param_error("n")).to_contain_text(reason)
+    expect(page.page.get_by_test_id("job-error")).to_have_count(0)
     expect(page.cards).to_have_count(0)
     assert snapshot_keys(c) == keys
     assert cookie_ids(page.page.context) == []

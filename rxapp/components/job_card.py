@@ -1,4 +1,5 @@
-"""One job's card: progress bar, step/total, percent, status, rate and ETA or duration, log, cancel."""
+"""One job's card: type and params, progress bar, step/total, percent, status, rate and ETA (or the
+time it has run), duration, its progress message and result, log, cancel."""
 
 import reflex as rx
 from reflex.vars.object import ObjectVar
@@ -37,6 +38,7 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
             rx.hstack(
                 rx.code(job.job_id.to(str)[:8], variant="ghost", title=job.job_id),
                 status_badge(job),
+                rx.text(job.title, size="2", weight="medium", custom_attrs={"data-testid": "job-type-title"}),
                 rx.spacer(),
                 rx.button(
                     "Log",
@@ -68,16 +70,37 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                 align="center",
                 width="100%",
             ),
-            rx.progress(value=job.percent.to(int), max=100, color_scheme=status_color(job), width="100%", size="2"),
+            rx.cond(
+                job.params_text != "",
+                rx.text(job.params_text, size="1", color_scheme="gray", custom_attrs={"data-testid": "job-params"}),
+            ),
+            # Without a value the bar moves on its own: a job that has not said how many steps it has.
+            rx.progress(
+                value=rx.cond(job.indeterminate, None, job.percent.to(int)),
+                max=100,
+                color_scheme=status_color(job),
+                width="100%",
+                size="2",
+            ),
             rx.hstack(
                 rx.text(job.step_text, size="2", weight="medium", custom_attrs={"data-testid": "job-step"}),
-                rx.text(job.percent_text, size="2", color_scheme="gray"),
+                rx.text(job.percent_text, size="2", color_scheme="gray", custom_attrs={"data-testid": "job-percent"}),
                 rx.spacer(),
                 rx.text(job.rate_text, size="2", color_scheme="gray"),
-                rx.text(rx.cond(job.cancellable, job.eta_text, job.duration_text), size="2", color_scheme="gray"),
+                rx.text(
+                    rx.cond(job.cancellable, job.eta_text, job.duration_text),
+                    size="2",
+                    color_scheme="gray",
+                    custom_attrs={"data-testid": "job-time"},
+                ),
                 width="100%",
                 wrap="wrap",
                 spacing="3",
+            ),
+            rx.cond(job.message != "", rx.text(job.message, size="2", custom_attrs={"data-testid": "job-message"})),
+            rx.cond(
+                job.result_text != "",
+                rx.text(job.result_text, size="2", color_scheme="green", custom_attrs={"data-testid": "job-result"}),
             ),
             rx.cond(job.error != "", rx.text(job.error, size="2", color_scheme="red")),
             spacing="2",

@@ -1,26 +1,49 @@
-"""The form that starts a job."""
+"""The form that starts a job: a job type, its description, and a field for each of its params."""
 
 import reflex as rx
 
+from rxapp.components.param_field import SELECT_STYLE, param_field
+from rxapp.state.form import FormState
 from rxapp.state.jobs import JobsState
+
+
+def type_picker() -> rx.Component:
+    """A native select (keyboard and form friendly); it has no name, so the type is not a param."""
+    return rx.el.label(
+        rx.text("Job type", as_="span", size="2", weight="medium"),
+        rx.el.select(
+            rx.foreach(FormState.types, lambda job: rx.el.option(job.title, value=job.name)),
+            value=FormState.job_type,
+            on_change=[FormState.choose, JobsState.clear_error],
+            style=SELECT_STYLE,
+            custom_attrs={"data-testid": "job-type"},
+        ),
+        display="flex",
+        flex_direction="column",
+        gap="var(--space-1)",
+        width="100%",
+    )
 
 
 def job_form() -> rx.Component:
     return rx.form(
         rx.vstack(
-            rx.text("Number of steps", as_="label", html_for="job-n", size="2", weight="medium"),
+            type_picker(),
+            rx.text(
+                FormState.description,
+                size="2",
+                color_scheme="gray",
+                custom_attrs={"data-testid": "job-type-description"},
+            ),
+            # Keyed by type: another type's form is drawn anew, with its own defaults.
+            rx.vstack(
+                rx.foreach(FormState.fields, param_field),
+                key=FormState.job_type,
+                spacing="3",
+                width="100%",
+                custom_attrs={"data-testid": "job-fields", "data-job-type": FormState.job_type},
+            ),
             rx.hstack(
-                rx.input(
-                    id="job-n",
-                    name="n",
-                    placeholder="e.g. 1000",
-                    input_mode="numeric",
-                    auto_complete="off",
-                    required=True,
-                    size="3",
-                    width="100%",
-                    custom_attrs={"data-testid": "job-n-input"},
-                ),
                 rx.button(
                     rx.icon("play", size=16),
                     "Start job",
@@ -28,8 +51,8 @@ def job_form() -> rx.Component:
                     size="3",
                     custom_attrs={"data-testid": "job-submit"},
                 ),
+                justify="end",
                 width="100%",
-                spacing="2",
             ),
             rx.cond(
                 JobsState.error != "",
@@ -42,10 +65,9 @@ def job_form() -> rx.Component:
                     custom_attrs={"data-testid": "job-error"},
                 ),
             ),
-            spacing="2",
+            spacing="3",
             width="100%",
         ),
         on_submit=JobsState.submit,
-        reset_on_submit=True,
         width="100%",
     )

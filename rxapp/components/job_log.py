@@ -1,9 +1,10 @@
-"""The log dialog: one page of a job's records (step, status, time), with paging."""
+"""The log dialog: the job's params in full, and one page of its records (step, status, message,
+time), with paging."""
 
 import reflex as rx
 from reflex.vars.object import ObjectVar
 
-from rxapp.state.log import LogLine, LogState
+from rxapp.state.log import LogLine, LogState, ParamLine
 
 
 def log_row(line: ObjectVar[LogLine]) -> rx.Component:
@@ -11,7 +12,27 @@ def log_row(line: ObjectVar[LogLine]) -> rx.Component:
         rx.table.cell(line.step),
         rx.table.cell(line.status),
         rx.table.cell(line.time_text),
+        rx.table.cell(line.message),
         custom_attrs={"data-testid": "job-log-row"},
+    )
+
+
+def param_item(param: ObjectVar[ParamLine]) -> rx.Component:
+    return rx.data_list.item(
+        rx.data_list.label(param.name),
+        # A long text keeps its lines, and wraps.
+        rx.data_list.value(param.value, white_space="pre-wrap", word_break="break-word"),
+        custom_attrs={"data-testid": "job-log-param"},
+    )
+
+
+def params_list() -> rx.Component:
+    return rx.scroll_area(
+        rx.data_list.root(rx.foreach(LogState.params, param_item), size="1"),
+        type="auto",
+        scrollbars="vertical",
+        style={"max_height": "20vh"},
+        custom_attrs={"data-testid": "job-log-params"},
     )
 
 
@@ -31,13 +52,14 @@ def job_log() -> rx.Component:
     """Open while LogState.job_id is set; the card's Log button sets it."""
     return rx.dialog.root(
         rx.dialog.content(
-            rx.dialog.title("Job log"),
+            rx.dialog.title(rx.cond(LogState.title != "", "Job log: " + LogState.title, "Job log")),
             rx.dialog.description(
                 rx.code(LogState.job_id, variant="ghost"),
                 ": every step as its Kafka topic holds it (times in UTC).",
                 size="2",
             ),
             rx.cond(LogState.error != "", rx.callout(LogState.error, color_scheme="red", size="1")),
+            rx.cond(LogState.params.length() > 0, params_list()),
             rx.scroll_area(
                 rx.table.root(
                     rx.table.header(
@@ -45,6 +67,7 @@ def job_log() -> rx.Component:
                             rx.table.column_header_cell("Step"),
                             rx.table.column_header_cell("Status"),
                             rx.table.column_header_cell("Time"),
+                            rx.table.column_header_cell("Message"),
                         )
                     ),
                     rx.table.body(rx.foreach(LogState.lines, log_row)),

@@ -14,8 +14,10 @@ from reflex.event import EventHandler, EventSpec
 from rxapp.hub import fetch_states, hub
 from rxapp.jobview import JobView, job_view
 from rxapp.state.cookie import identify_browser, jobs_cookie, update_cookie
+from rxapp.state.form import FormState
 from tasks import service
 from tasks.clients import clients
+from tasks.jobtypes import InvalidParams
 from tasks.model import InvalidInput, JobNotFound, JobState, ServiceUnavailable, TooManyJobs, is_job_id
 from tasks.owners import is_owner_id
 
@@ -35,6 +37,13 @@ def ids_from_cookie(raw: str, limit: int) -> list[str]:
             if len(ids) == limit:
                 break
     return ids
+
+
+def sentence(text: str) -> str:
+    """A refusal's reason as a message: capitalised, with a full stop ("" stays "")."""
+    if not text:
+        return ""
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 class JobsState(rx.State):
@@ -70,9 +79,7 @@ class JobsState(rx.State):
             return
         # One new list, not item by item: each item assignment goes through Reflex's state proxy.
         self.jobs = [
-            job_view(new, job.submitted_at)
-            if (new := latest.get(job.job_id)) and new.supersedes(job.status, job.step)
-            else job
+            job_view(new, job) if (new := latest.get(job.job_id)) and new.supersedes(job.status, job.step) else job
             for job in self._cards()
         ]
 
@@ -129,25 +136,29 @@ class JobsState(rx.State):
 
     @rx.event
     async def submit(self, form_data: dict):
-        """Start a job of N steps; bad input, or a browser at its limit of unfinished jobs, shows a
-        message and creates nothing."""
+        """Start a job of the form's type with the form's params; bad input, or a browser at its
+        limit of unfinished jobs, shows why and creates nothing."""
         if not self._browser:
             self._pending_form = dict(form_data)
             return identify_browser(JobsState.recover)
         return await self._start(form_data)
 
     async def _start(self, form_data: dict) -> list[EventSpec | EventHandler]:
+        form = await self.get_state(FormState)
         try:
-            state = await asyncio.to_thread(
-                service.submit_job, "count", {"n": form_data.get("n")}, clients(), self._browser
-            )
+            job_type, params = form.params(form_data)
+            state = await asyncio.to_thread(service.submit_job, job_type, params, clients(), self._browser)
+        except InvalidParams as exc:
+            self.error = sentence(form.refused(exc.errors))
+            return []
         except InvalidInput as exc:
-            self.error = str(exc).capitalize() + "."
+            self.error = sentence(str(exc))
             return []
         except (TooManyJobs, ServiceUnavailable) as exc:
             self.error = str(exc)
             return []
         self.error = ""
+        form.accepted()
         self.jobs = [job_view(state), *self._cards()]
         # Followed, then its snapshot read once: a state published before the follow is not missed.
         feed = hub.feed(self.router.session.client_token)
@@ -155,6 +166,11 @@ class JobsState(rx.State):
         with contextlib.suppress(ServiceUnavailable):  # its next publish comes through the feed
             self._apply((await fetch_states([state.job_id])).values())
         return [update_cookie(add=[state.job_id]), JobsState.watch]
+
+    @rx.event
+    def clear_error(self):
+        """Another job type was chosen: a message about the last submit no longer applies."""
+        self.error = ""
 
     @rx.event
     async def cancel(self, job_id: str):

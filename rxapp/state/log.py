@@ -1,13 +1,17 @@
-"""The log of one of this browser's jobs, a page at a time, as its Kafka topic holds it."""
+"""The log of one of this browser's jobs, a page at a time, as its Kafka topic holds it, under the
+job's params in full."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime
+import json
+from typing import Any
 
 import reflex as rx
 
+from rxapp.jobview import type_title
 from rxapp.state.jobs import JobsState
 from tasks import service
 from tasks.clients import clients
@@ -22,17 +26,33 @@ class LogLine:
     step: int = 0
     status: str = ""
     time_text: str = ""  # UTC, to the millisecond
+    message: str = ""
+
+
+@dataclasses.dataclass
+class ParamLine:
+    name: str = ""
+    value: str = ""  # a text as it is, anything else as JSON
 
 
 def log_line(record: JobState) -> LogLine:
     at = datetime.datetime.fromtimestamp(record.ts, datetime.UTC)
-    return LogLine(record.step, record.status.value, at.strftime("%H:%M:%S.%f")[:-3])
+    return LogLine(record.step, record.status.value, at.strftime("%H:%M:%S.%f")[:-3], record.message or "")
+
+
+def param_lines(params: dict[str, Any]) -> list[ParamLine]:
+    return [
+        ParamLine(name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        for name, value in params.items()
+    ]
 
 
 class LogState(rx.State):
-    """The log dialog: which job, the page shown, and where the next one starts."""
+    """The log dialog: which job, its type and params, the page shown, and where the next one starts."""
 
     job_id: str = ""
+    title: str = ""
+    params: list[ParamLine] = []
     lines: list[LogLine] = []
     offset: int = 0
     next_offset: int = 0
@@ -46,6 +66,12 @@ class LogState(rx.State):
         if job_id not in jobs._job_ids():
             return
         self.job_id = job_id
+        try:  # the job's state holds its params, whether it has a log yet or not
+            state = await asyncio.to_thread(service.get_job, job_id, clients())
+        except (JobNotFound, ServiceUnavailable):
+            self.title, self.params = "", []  # the log's read says what is wrong
+        else:
+            self.title, self.params = type_title(state.job_type), param_lines(state.params or {})
         await self._read(0)
 
     @rx.event
@@ -62,7 +88,7 @@ class LogState(rx.State):
     def set_open(self, is_open: bool):
         """The dialog opened or closed itself (its close button, Escape, a click outside)."""
         if not is_open:
-            self.job_id, self.lines, self.error = "", [], ""
+            self.job_id, self.title, self.params, self.lines, self.error = "", "", [], [], ""
 
     async def _read(self, offset: int) -> None:
         try:
