@@ -35,4 +35,5 @@ class Target:
         return OPS[self.op](value, self.limit)
 
     def text(self) -> str:
-        return f"{self.op} {self.limit:,.0f}{self.unit}"
+        limit = f"{self.limit:,.0f}" if self.limit >= 10 or float(self.limit).is_integer() else f"{self.limit:g}"
+        return f"{self.op} {limit}{self.unit}"

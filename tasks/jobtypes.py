@@ -110,7 +110,8 @@ class JobType:
     def build(self, settings: Settings) -> None:
         """Make the params model, with the bounds `SettingLimit` takes from `settings`."""
         fields = {name: (_resolve(hint, settings), default) for name, (hint, default) in self.fields.items()}
-        config = ConfigDict(extra="forbid", title=f"{self.title} params")
+        # JSON has no NaN or infinity (Python's json module reads them all the same): refused.
+        config = ConfigDict(extra="forbid", allow_inf_nan=False, title=f"{self.title} params")
         self.params_model = create_model(f"{self.name}_params", __config__=config, **fields)  # type: ignore[call-overload]
 
     def validate(self, params: object) -> BaseModel:

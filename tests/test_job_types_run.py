@@ -130,6 +130,18 @@ def test_cancel_stops_a_tqdm_only_job_at_its_next_iteration(c: Clients, settings
     assert read_log(settings, state.job_id)[-1]["status"] == "cancelled"
 
 
+def test_cancel_stops_a_job_that_reports_nothing_even_in_a_sleep(c: Clients, settings: Settings, worker: Child) -> None:
+    state = service.submit_job("silent", {"seconds": 60}, c)
+    wait_for(lambda: service.get_job(state.job_id, c).status is JobStatus.RUNNING, what="it to run")
+    service.cancel_job(state.job_id, c)
+    # Its heartbeat learns of the cancel within about a second and interrupts the sleep.
+    final = wait_finished(c, state.job_id, timeout_s=20)
+    assert (final.status, final.result) == (JobStatus.CANCELLED, None)
+    assert read_log(settings, state.job_id)[-1]["status"] == "cancelled"
+    # The pool process goes on to its next job as before.
+    assert wait_finished(c, service.submit_job("silent", {"seconds": 0.2}, c).job_id).result == "done"
+
+
 @pytest.mark.parametrize(
     ("job_type", "params", "started_at_least"),
     [

@@ -73,6 +73,9 @@ def test_a_signature_becomes_a_params_model_with_its_bounds_defaults_and_descrip
         == "unknown parameter; the parameters of sample_types are: n, name, flag, size, mode, limit"
     )
     assert refused.value.errors["limit"] == "must be a number, not true or false"
+    for not_json in (float("nan"), float("inf"), "-Infinity"):
+        with pytest.raises(InvalidParams, match=r"^limit: Input should be a finite number"):
+            job.json_params({"n": 1, "limit": not_json})
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ Steps = Annotated[
 
 @job_type(title="Count", on_worker_lost="resume", total=lambda params: params["n"])
 def count(ctx: JobContext, n: Steps) -> None:
-    """Count from 1 to n; each step is STEP_DELAY_MS of work."""
+    """Count from 1 to n, one step at a time."""
     delay_s = get_settings().step_delay_ms / 1000
     if delay_s <= 0:
         for _ in ctx.steps(n):

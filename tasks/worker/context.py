@@ -175,9 +175,15 @@ class RunContext:
         if cancelled:
             raise JobCancelled
 
+    def stop(self) -> JobStopped | None:
+        """The stop the job has been told (a cancel, or another worker taking it over), if any."""
+        if self._superseded:
+            return JobSuperseded()
+        return JobCancelled() if self.publisher.cancel_requested else None
+
     def heartbeat(self) -> None:
         """From the runner's heartbeat thread while the function runs: a function that reports
-        nothing still renews its lease, shows its elapsed time, and sees a cancel at its next ctx call."""
+        nothing still renews its lease, shows its elapsed time, and learns of a cancel."""
         with self._lock:
             try:
                 self.publisher.publish(self.state())

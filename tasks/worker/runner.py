@@ -6,8 +6,10 @@ Plain functions, testable without Celery; the Celery task only calls `run_job`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 # A function that reports nothing for this long still has its lease renewed and its state
 # (elapsed time) published by the runner's heartbeat thread.
 HEARTBEAT_S = 1.0
+# What the heartbeat sends the job's thread to stop a function that reports nothing: a real-time
+# signal, which neither Celery nor billiard uses.
+STOP_SIGNAL = signal.SIGRTMIN + 4
 WORKER_LOST = "its worker was lost"
 LOG_UNWRITABLE = "its log could not be written"
 
@@ -128,7 +133,8 @@ def _run_leased(
 def _call(job: JobType, values: dict[str, Any], ctx: RunContext, params: dict[str, Any]) -> JobState:
     """Run the function; its return, its exception or its stop becomes the job's final state."""
     try:
-        with tqdm_capture.capturing(ctx), _heartbeat(ctx):
+        stopper = _stopper(ctx)
+        with tqdm_capture.capturing(ctx), _heartbeat(ctx, stopper), stopper or contextlib.nullcontext():
             returned = job.function(ctx, **values)
     except JobCancelled:
         return ctx.state(JobStatus.CANCELLED, params=params)
@@ -160,16 +166,55 @@ def encode_result(value: object, max_bytes: int) -> Any:
     return json.loads(text)
 
 
+class _Stopper:
+    """Stops a function that reports nothing, once it is cancelled or taken over: a signal to the
+    job's thread (the main thread of a pool process), whose handler raises the job's stop there.
+    Even a sleep or a blocking read ends with it. Armed only while the function runs."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.armed = False
+        self.sent = False
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        stop = self.ctx.stop()
+        if self.armed and stop is not None:
+            self.armed = False
+            raise stop
+
+    def __enter__(self) -> None:
+        signal.signal(STOP_SIGNAL, self._handle)
+        self.armed = True
+
+    def __exit__(self, *_: object) -> None:
+        self.armed = False  # from here a late signal does nothing
+        signal.signal(STOP_SIGNAL, signal.SIG_IGN)
+
+    def send(self) -> None:
+        """From the heartbeat thread: stop the function, once."""
+        if self.armed and not self.sent:
+            self.sent = True
+            signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
+
+
+def _stopper(ctx: RunContext) -> _Stopper | None:
+    """A stopper where signals can reach the job (it runs in the main thread), else None."""
+    return _Stopper(ctx) if threading.current_thread() is threading.main_thread() else None
+
+
 @contextmanager
-def _heartbeat(ctx: RunContext) -> Iterator[None]:
+def _heartbeat(ctx: RunContext, stopper: _Stopper | None) -> Iterator[None]:
     """While the function runs, renew its lease and publish its state whenever it has reported
-    nothing for HEARTBEAT_S."""
+    nothing for HEARTBEAT_S; when that publish finds the job cancelled (or taken over), stop the
+    function with the stopper, where there is one."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_S / 2):
             if time.monotonic() - ctx.last_publish >= HEARTBEAT_S:
                 ctx.heartbeat()
+                if stopper is not None and ctx.stop() is not None:
+                    stopper.send()
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{ctx.job_id[:8]}", daemon=True)
     thread.start()
