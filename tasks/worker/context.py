@@ -97,7 +97,8 @@ class RunContext:
             raise ValueError(f"ctx.steps needs a whole number of steps, got {total!r}")
         self._stepped = self._stepping = True
         self.total = total
-        self._publish()
+        if time.monotonic() >= self.publisher.next_due:  # coalesced like every publish
+            self._publish()
         return self._steps(total)
 
     def _steps(self, total: int) -> Iterator[int]:
