@@ -38,28 +38,24 @@ def _control_props(field: ObjectVar[FieldSpec], **limits: rx.Var) -> dict:
     }
 
 
-def _number(field: ObjectVar[FieldSpec]) -> rx.Component:
+def _input(field: ObjectVar[FieldSpec], kind: str, **limits: rx.Var) -> rx.Component:
     return rx.input(
-        type="number",
+        type=kind,
         default_value=field.default,
         required=field.required,
         auto_complete="off",
         size="2",
         width="100%",
-        **_control_props(field, min=field.min, max=field.max, step=field.step),
+        **_control_props(field, **limits),
     )
+
+
+def _number(field: ObjectVar[FieldSpec]) -> rx.Component:
+    return _input(field, "number", min=field.min, max=field.max, step=field.step)
 
 
 def _text(field: ObjectVar[FieldSpec]) -> rx.Component:
-    return rx.input(
-        type="text",
-        default_value=field.default,
-        required=field.required,
-        auto_complete="off",
-        size="2",
-        width="100%",
-        **_control_props(field, minLength=field.min_length, maxLength=field.max_length, pattern=field.pattern),
-    )
+    return _input(field, "text", minLength=field.min_length, maxLength=field.max_length, pattern=field.pattern)
 
 
 def _textarea(field: ObjectVar[FieldSpec]) -> rx.Component:
