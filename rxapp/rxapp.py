@@ -7,6 +7,11 @@ from rxapp.hub import hub
 from rxapp.pages.index import index
 from rxapp.state.form import FormState
 from rxapp.state.jobs import JobsState
+from tasks.clients import clients
+
+# Every job type now: a module named in JOB_MODULES that cannot be imported, or a type the
+# catalog refuses, stops the app at start with the reason, not at a page's first request.
+clients().catalog  # noqa: B018 - loading it is the point
 
 app = rx.App(
     api_transformer=api,

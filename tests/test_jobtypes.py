@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import enum
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Annotated, Any, Literal
@@ -12,7 +15,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from settings import Settings
+from settings import PROJECT_ROOT, Settings
 from tasks import jobtypes
 from tasks.catalog.primes import base_primes, primes_between
 from tasks.jobtypes import CatalogError, InvalidParams, JobContext, JobType, SettingLimit, job_type, load_catalog
@@ -174,3 +177,18 @@ def test_results_are_kept_as_json(value: object, expected: object) -> None:
 def test_results_that_are_not_json_or_too_large_are_refused(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         encode_result(value, 1000)
+
+
+@pytest.mark.parametrize("entry_point", ["tasks.worker.celery_app", "rxapp.rxapp"])
+def test_the_worker_and_the_app_refuse_to_start_with_a_job_module_they_cannot_import(entry_point: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {entry_point}"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "JOB_MODULES": "no_such.module"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "cannot import job module no_such.module (JOB_MODULES): No module named 'no_such'" in result.stderr
