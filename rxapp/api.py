@@ -1,8 +1,9 @@
-"""The HTTP API on the Reflex backend: list job types; submit, read, read the log of and cancel jobs.
+"""The HTTP API on the Reflex backend: list job types; submit, read, read the log of, cancel and run again jobs.
 
 Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 413 for one that is too
 large, 422 for an unknown type, bad params (with `fields`: each bad param and what is allowed) or
-a bad query parameter, 404 for an unknown or malformed id, 503 when Redis or Kafka is down.
+a bad query parameter, 404 for an unknown or malformed id, 409 to run again a job that has not
+finished, 503 when Redis or Kafka is down.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 from tasks import service
 from tasks.clients import clients
 from tasks.jobtypes import InvalidParams
-from tasks.model import DEFAULT_JOB_TYPE, InvalidInput, JobNotFound, JobStatus, ServiceUnavailable
+from tasks.model import DEFAULT_JOB_TYPE, InvalidInput, JobNotFound, JobStatus, JobStillRunning, ServiceUnavailable
 
 
 class Job(BaseModel):
@@ -146,6 +147,11 @@ async def bad_query(_request: Request, exc: RequestValidationError) -> JSONRespo
     return error(422, "; ".join(reasons))
 
 
+@api.exception_handler(JobStillRunning)
+async def still_running(_request: Request, exc: JobStillRunning) -> JSONResponse:
+    return error(409, str(exc))
+
+
 @api.exception_handler(ServiceUnavailable)
 async def unavailable(_request: Request, _exc: ServiceUnavailable) -> JSONResponse:
     return error(503, "a service Jobstream needs is unreachable; try again in a moment")
@@ -250,3 +256,14 @@ def job_log(
 def cancel_job(job_id: str) -> Job:
     """Stop the job: a queued one never starts, a running one stops within PROGRESS_INTERVAL_MS."""
     return Job(**service.cancel_job(job_id, clients()).to_dict())
+
+
+@api.post(
+    "/api/jobs/{job_id}/rerun",
+    status_code=202,
+    response_model=Job,
+    responses={**ERRORS, 409: {"model": Error, "description": "The job has not finished"}, 422: {"model": Error}},
+)
+def rerun_job(job_id: str) -> Job:
+    """Queue a new job of the same type with the same params as this finished one; answers with the new job."""
+    return Job(**service.rerun_job(job_id, clients()).to_dict())

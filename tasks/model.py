@@ -51,6 +51,13 @@ class TooManyJobs(RuntimeError):
         self.limit = limit
 
 
+class JobStillRunning(RuntimeError):
+    """The job has not finished: it cannot be run again yet."""
+
+    def __init__(self) -> None:
+        super().__init__("This job has not finished yet: cancel it or wait for it to end, then run it again.")
+
+
 class JobNotFound(LookupError):
     """No job with this id exists (any more)."""
 

@@ -27,6 +27,7 @@ from tasks.model import (
     JobNotFound,
     JobState,
     JobStatus,
+    JobStillRunning,
     ServiceUnavailable,
     TooManyJobs,
     check_job_id,
@@ -90,6 +91,16 @@ def submit_job(job_type: object, params: object, c: Clients, owner: str | None =
             c.redis.delete(progress.snapshot_key(state.job_id))
         raise
     return state
+
+
+@reaching_services
+def rerun_job(job_id: object, c: Clients, owner: str | None = None) -> JobState:
+    """A new job of the same type with the same params as the finished job `job_id` (which stays as
+    it is). JobStillRunning while it has not finished; the new job is admitted as any submit is."""
+    state = get_job(job_id, c)
+    if not state.status.finished:
+        raise JobStillRunning
+    return submit_job(state.job_type, state.params or {}, c, owner)
 
 
 @reaching_services

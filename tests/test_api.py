@@ -239,3 +239,27 @@ def test_the_api_on_the_reflex_backend_runs_and_cancels_jobs(web: WebApp, worker
              what="the cancel")  # fmt: skip
     assert call("POST", f"{web.backend}/api/jobs", {"n": "ten"})[0] == 422
     assert call("GET", f"{web.backend}/openapi.json")[0] == 200
+
+
+def test_run_again_queues_a_new_job_of_a_finished_one_and_refuses_the_rest(
+    client: TestClient, c: Clients, worker: Child
+) -> None:
+    first = client.post("/api/jobs", json={"type": "primes", "params": {"limit": 1000, "segments": 4}}).json()
+    done = wait_finished(c, first["job_id"])
+    answer = client.post(f"/api/jobs/{first['job_id']}/rerun")
+    assert answer.status_code == 202
+    again = answer.json()
+    assert again["job_id"] != first["job_id"]
+    assert (again["type"], again["params"], again["status"]) == ("primes", {"limit": 1000, "segments": 4}, "queued")
+    assert wait_finished(c, again["job_id"]).result == done.result == {"limit": 1000, "primes": 168}
+    assert client.get(f"/api/jobs/{first['job_id']}").json()["status"] == "succeeded"  # left as it was
+
+    running = client.post("/api/jobs", json={"type": "silent", "params": {"seconds": 30}}).json()
+    before = job_keys(c)
+    refused = client.post(f"/api/jobs/{running['job_id']}/rerun")
+    assert refused.status_code == 409
+    assert "has not finished yet" in refused.json()["error"]
+    assert job_keys(c) == before
+    client.post(f"/api/jobs/{running['job_id']}/cancel")
+    for job_id in (str(uuid.uuid4()), "nope"):
+        assert client.post(f"/api/jobs/{job_id}/rerun").status_code == 404

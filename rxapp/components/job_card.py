@@ -1,5 +1,5 @@
 """One job's card: type and params, progress bar, step/total, percent, status, rate and ETA (or the
-time it has run), duration, its progress message and result, log, cancel."""
+time it has run), duration, its progress message and result, log, cancel, run again."""
 
 import reflex as rx
 from reflex.vars.object import ObjectVar
@@ -58,13 +58,24 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                         size="1",
                         custom_attrs={"data-testid": "job-cancel"},
                     ),
-                    rx.icon_button(
-                        rx.icon("x", size=14),
-                        on_click=JobsState.dismiss(job.job_id),
-                        variant="ghost",
-                        color_scheme="gray",
-                        size="1",
-                        aria_label="Dismiss",
+                    rx.fragment(
+                        rx.button(
+                            rx.icon("rotate-ccw", size=12),
+                            "Run again",
+                            on_click=JobsState.rerun(job.job_id),
+                            variant="soft",
+                            color_scheme="gray",
+                            size="1",
+                            custom_attrs={"data-testid": "job-rerun"},
+                        ),
+                        rx.icon_button(
+                            rx.icon("x", size=14),
+                            on_click=JobsState.dismiss(job.job_id),
+                            variant="ghost",
+                            color_scheme="gray",
+                            size="1",
+                            aria_label="Dismiss",
+                        ),
                     ),
                 ),
                 align="center",

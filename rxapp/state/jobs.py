@@ -151,14 +151,30 @@ class JobsState(rx.State):
         except InvalidParams as exc:
             self.error = sentence(form.refused(exc.errors))
             return []
-        except InvalidInput as exc:
+        except (InvalidInput, TooManyJobs, ServiceUnavailable) as exc:
             self.error = sentence(str(exc))
             return []
-        except (TooManyJobs, ServiceUnavailable) as exc:
-            self.error = str(exc)
-            return []
-        self.error = ""
         form.accepted()
+        return await self._show_new(state)
+
+    @rx.event
+    async def rerun(self, job_id: str):
+        """Run one of this page's finished jobs again: a new job, with the same type and params."""
+        if not is_job_id(job_id) or job_id not in self._job_ids() - self._unfinished_ids():
+            return None
+        try:
+            state = await asyncio.to_thread(service.rerun_job, job_id, clients(), self._browser)
+        except JobNotFound:
+            self.error = "This job is gone: it was deleted after the retention period."
+            return None
+        except (InvalidInput, TooManyJobs, ServiceUnavailable) as exc:
+            self.error = sentence(str(exc))
+            return None
+        return await self._show_new(state)
+
+    async def _show_new(self, state: JobState) -> list[EventSpec | EventHandler]:
+        """A job just submitted from this page: its card first, followed live, remembered in the cookie."""
+        self.error = ""
         self.jobs = [job_view(state), *self._cards()]
         # Followed, then its snapshot read once: a state published before the follow is not missed.
         feed = hub.feed(self.router.session.client_token)
