@@ -255,17 +255,18 @@ def test_a_job_started_with_the_keyboard(open_page: Callable[..., JobPage]) -> N
 
 def test_run_again_starts_a_new_job_with_the_same_params(open_page: Callable[..., JobPage], c: Clients) -> None:
     page = open_page()
-    first = page.start("text_stats", text="one two two", top="2")
+    first = page.start("text_stats", text="one two two", top="2", pause_ms="300")  # about a second
     card = page.card(first)
+    expect(card.get_by_test_id("job-cancel")).to_have_count(1)
     expect(card.get_by_test_id("job-rerun")).to_have_count(0)  # not while it runs
     page.wait_status(first, "succeeded")
     again = page.new_card(lambda: card.get_by_test_id("job-rerun").click())
     assert again != first
+    page.wait_until(lambda: again in cookie_ids(page.page.context), "the new job in the cookie")
     assert page.card_ids()[:2] == [again, first]  # the new card comes first; the old one stays
     page.wait_status(again, "succeeded")
     old, new = service.get_job(first, c), service.get_job(again, c)
     assert (new.job_type, new.params, new.result) == (old.job_type, old.params, old.result)
-    assert again in cookie_ids(page.page.context)
     page.assert_clean()
 
 
