@@ -247,6 +247,44 @@ def test_the_log_opens_only_for_a_job_of_this_page(
     page.assert_clean()
 
 
+def test_run_again_only_for_a_job_of_this_page(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp, c: Clients
+) -> None:
+    other = open_page()
+    theirs = other.submit(100)
+    other.wait_status(theirs, "succeeded")
+    page = JobPage(new_context().new_page(), web.frontend + "/")
+    mine: list[str] = []
+    asked: list[str] = []
+
+    def ask_for_theirs(ws: WebSocketRoute) -> None:
+        """A client that is not a browser could send any id in the event that runs a job again."""
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and "jobs_state.rerun" in message and mine and mine[0] in message:
+                message = message.replace(mine[0], theirs)
+                asked.append(message)
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    page.page.route_web_socket(re.compile(r"/_event"), ask_for_theirs)
+    page.open()
+    mine.append(page.submit(50))
+    page.wait_status(mine[0], "succeeded")
+    before = set(c.redis.scan_iter(snapshot_key(mine[0]).rsplit(":", 1)[0] + ":*"))
+    page.card(mine[0]).get_by_test_id("job-rerun").click()
+    # The page's events are handled in order: once the next one's card shows, the rerun was handled.
+    later = page.submit(10)
+    page.wait_status(later, "succeeded")
+    assert asked, "the event that runs a job again carried the other browser's job id"
+    after = set(c.redis.scan_iter(snapshot_key(mine[0]).rsplit(":", 1)[0] + ":*"))
+    assert after - before == {snapshot_key(later).encode()}, "nothing but the page's own submit was created"
+    assert page.card_ids() == [later, mine[0]]
+    page.assert_clean()
+
+
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
