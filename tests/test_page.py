@@ -212,9 +212,13 @@ def test_the_log_shows_every_step_a_page_at_a_time(open_page: Callable[..., JobP
     page.assert_clean()
 
 
-def test_the_log_opens_only_for_a_job_of_this_page(
-    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp
-) -> None:
+def click_with_their_job_id(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp, c: Clients,
+    event: str, button: str,
+) -> tuple[JobPage, str, str, str, set[bytes]]:  # fmt: skip
+    """Click `button` on a page's own finished job, its `event` carrying another browser's finished
+    job id instead, as a client that is not a browser could send it. Returns the page, its job, the
+    other's job, a job the page submitted after the click, and the snapshots created meanwhile."""
     other = open_page()
     theirs = other.submit(100)
     other.wait_status(theirs, "succeeded")
@@ -223,11 +227,10 @@ def test_the_log_opens_only_for_a_job_of_this_page(
     asked: list[str] = []
 
     def ask_for_theirs(ws: WebSocketRoute) -> None:
-        """A client that is not a browser could send any id in the event that opens the log."""
         server = ws.connect_to_server()
 
         def to_server(message: str | bytes) -> None:
-            if isinstance(message, str) and "log_state.open" in message and mine and mine[0] in message:
+            if isinstance(message, str) and event in message and mine and mine[0] in message:
                 message = message.replace(mine[0], theirs)
                 asked.append(message)
             server.send(message)
@@ -238,10 +241,20 @@ def test_the_log_opens_only_for_a_job_of_this_page(
     page.open()
     mine.append(page.submit(50))
     page.wait_status(mine[0], "succeeded")
-    page.card(mine[0]).get_by_test_id("job-log-open").click()
-    # The page's events are handled in order: once the next one's card shows, the log event was handled.
-    page.wait_status(page.submit(10), "succeeded")
-    assert asked, "the event that opens the log carried the other browser's job id"
+    snapshots = snapshot_key(mine[0]).rsplit(":", 1)[0] + ":*"
+    before = set(c.redis.scan_iter(snapshots))
+    page.card(mine[0]).get_by_test_id(button).click()
+    # The page's events are handled in order: once the next one's card shows, the click was handled.
+    later = page.submit(10)
+    page.wait_status(later, "succeeded")
+    assert asked, f"the {event} event carried the other browser's job id"
+    return page, mine[0], theirs, later, set(c.redis.scan_iter(snapshots)) - before
+
+
+def test_the_log_opens_only_for_a_job_of_this_page(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp, c: Clients
+) -> None:
+    page, _, theirs, _, _ = click_with_their_job_id(open_page, new_context, web, c, "log_state.open", "job-log-open")
     expect(page.page.get_by_test_id("job-log")).to_have_count(0)
     assert theirs not in page.card_ids()
     page.assert_clean()
@@ -250,38 +263,11 @@ def test_the_log_opens_only_for_a_job_of_this_page(
 def test_run_again_only_for_a_job_of_this_page(
     open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp, c: Clients
 ) -> None:
-    other = open_page()
-    theirs = other.submit(100)
-    other.wait_status(theirs, "succeeded")
-    page = JobPage(new_context().new_page(), web.frontend + "/")
-    mine: list[str] = []
-    asked: list[str] = []
-
-    def ask_for_theirs(ws: WebSocketRoute) -> None:
-        """A client that is not a browser could send any id in the event that runs a job again."""
-        server = ws.connect_to_server()
-
-        def to_server(message: str | bytes) -> None:
-            if isinstance(message, str) and "jobs_state.rerun" in message and mine and mine[0] in message:
-                message = message.replace(mine[0], theirs)
-                asked.append(message)
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    page.page.route_web_socket(re.compile(r"/_event"), ask_for_theirs)
-    page.open()
-    mine.append(page.submit(50))
-    page.wait_status(mine[0], "succeeded")
-    before = set(c.redis.scan_iter(snapshot_key(mine[0]).rsplit(":", 1)[0] + ":*"))
-    page.card(mine[0]).get_by_test_id("job-rerun").click()
-    # The page's events are handled in order: once the next one's card shows, the rerun was handled.
-    later = page.submit(10)
-    page.wait_status(later, "succeeded")
-    assert asked, "the event that runs a job again carried the other browser's job id"
-    after = set(c.redis.scan_iter(snapshot_key(mine[0]).rsplit(":", 1)[0] + ":*"))
-    assert after - before == {snapshot_key(later).encode()}, "nothing but the page's own submit was created"
-    assert page.card_ids() == [later, mine[0]]
+    page, mine, _, later, created = click_with_their_job_id(
+        open_page, new_context, web, c, "jobs_state.rerun", "job-rerun"
+    )
+    assert created == {snapshot_key(later).encode()}, "nothing but the page's own submit was created"
+    assert page.card_ids() == [later, mine]
     page.assert_clean()
 
 
