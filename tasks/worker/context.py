@@ -97,8 +97,7 @@ class RunContext:
             raise ValueError(f"ctx.steps needs a whole number of steps, got {total!r}")
         self._stepped = self._stepping = True
         self.total = total
-        if time.monotonic() >= self.publisher.next_due:  # coalesced like every publish
-            self._publish()
+        self._publish_if_due()
         return self._steps(total)
 
     def _steps(self, total: int) -> Iterator[int]:
@@ -136,8 +135,7 @@ class RunContext:
             self.total = max(int(total), 0)
         if message is not None:
             self.message = str(message)[:MESSAGE_MAX_CHARS]
-        if time.monotonic() >= self.publisher.next_due:
-            self._publish(log=not self._stepping)
+        self._publish_if_due()
 
     def follow_bar(self, bar: Any, items: Iterable[Any]) -> Iterator[Any]:
         """A tqdm bar's items, each one counted as it is done (see tasks.worker.tqdm_capture)."""
@@ -150,9 +148,13 @@ class RunContext:
     def bar_moved(self, bar: Any, done: int) -> None:
         """A tqdm bar reached `done`: the outermost bar is the job's progress, any bar may stop it."""
         if not self._stepping and not getattr(bar, "pos", 0):
-            self.done, self.total = done, int(bar.total or 0)
-            if bar.desc:
-                self.message = str(bar.desc)[:MESSAGE_MAX_CHARS]
+            self.progress(done, int(bar.total or 0), bar.desc or None)
+        else:
+            self._publish_if_due()
+
+    def _publish_if_due(self) -> None:
+        """Publish unless the last publish is within the interval; a report outside `steps` is also
+        a record of the job's log (steps log themselves)."""
         if time.monotonic() >= self.publisher.next_due:
             self._publish(log=not self._stepping)
 
