@@ -52,7 +52,10 @@ SETTINGS: dict[str, Setting] = {
     "BROKER_WAIT_S": Setting("30", "How long a job waits for an unreachable Kafka before it fails"),
     "MAX_JOBS_PER_BROWSER": Setting("20", "Most unfinished jobs one browser may hold"),
     "MAX_BODY_BYTES": Setting("4096", "Largest HTTP API request body, and largest params of a job"),
-    "RESULT_MAX_BYTES": Setting("65536", "Largest result (JSON) a job may return; a larger one fails the job"),
+    "RESULT_MAX_BYTES": Setting(
+        "65536", "Largest result (JSON) a job may return, at most 900000 (a Kafka record); a larger one fails the job"
+    ),
+    "LOG_MAX_LINES": Setting("10000", "Most log lines (ctx.log, logging, print) a job run keeps; the rest are counted"),
     "WORKER_CONCURRENCY": Setting("2", "Celery worker processes"),
     "RUN_DIR": Setting(".run", "Folder (git-ignored) for embedded services' data and the launch's logs"),
     "JOB_MODULES": Setting(
@@ -81,6 +84,7 @@ class Settings:
     max_jobs_per_browser: int
     max_body_bytes: int
     result_max_bytes: int
+    log_max_lines: int
     worker_concurrency: int
     run_dir: Path
     job_modules: tuple[str, ...]
@@ -165,7 +169,9 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "BROKER_WAIT_S": lambda n, r: _float(n, r, 0, 3600),
     "MAX_JOBS_PER_BROWSER": lambda n, r: _int(n, r, 1, 1000),
     "MAX_BODY_BYTES": lambda n, r: _int(n, r, 64, 10**7),
-    "RESULT_MAX_BYTES": lambda n, r: _int(n, r, 64, 10**8),
+    # A final record holds the result: within Kafka's default largest record (1 MB).
+    "RESULT_MAX_BYTES": lambda n, r: _int(n, r, 64, 900_000),
+    "LOG_MAX_LINES": lambda n, r: _int(n, r, 0, 10**7),
     "WORKER_CONCURRENCY": lambda n, r: _int(n, r, 1, 256),
     "RUN_DIR": lambda n, r: PROJECT_ROOT / r,
     "JOB_MODULES": _module_paths,
@@ -204,6 +210,8 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
         "BACKEND_PORT": "8600",
         "STEP_DELAY_MS": "0",
         "RUN_DIR": ".run/bench",
+        "JOB_MODULES": "bench.jobs",
+        "LOG_MAX_LINES": "10000000",
     },
     "load": {
         "REDIS_URL": "redis://127.0.0.1:6379/9",

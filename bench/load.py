@@ -31,7 +31,7 @@ from stack import services
 from stack.processes import CeleryWorker, Child, ProcessError, asgi_command, free_port, http_ok, unique_name
 from tasks import progress
 from tasks.clients import Clients
-from tasks.model import JobState, JobStatus
+from tasks.model import JobState, JobStatus, LineKind
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SAMPLE_EVERY_S = 0.2
@@ -180,7 +180,7 @@ def check_results(
     finals: dict[str, JobState] = {}
     bad_logs = {}
     for job_id in submitted:
-        records = c.reader.records(job_id)
+        records = [r for r in c.reader.records(job_id, frozenset({LineKind.STATE})) if isinstance(r, JobState)]
         problem = log_problem(records, job_id, n)
         if problem:
             bad_logs[job_id] = problem

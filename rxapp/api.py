@@ -9,7 +9,7 @@ finished, 503 when Redis or Kafka is down.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,7 +20,17 @@ from pydantic import BaseModel, Field
 from tasks import service
 from tasks.clients import clients
 from tasks.jobtypes import InvalidParams
-from tasks.model import DEFAULT_JOB_TYPE, InvalidInput, JobNotFound, JobStatus, JobStillRunning, ServiceUnavailable
+from tasks.model import (
+    DEFAULT_JOB_TYPE,
+    InvalidInput,
+    JobNotFound,
+    JobStatus,
+    JobStillRunning,
+    LineKind,
+    LogLine,
+    Record,
+    ServiceUnavailable,
+)
 
 
 class Job(BaseModel):
@@ -37,6 +47,9 @@ class Job(BaseModel):
     params: dict[str, Any] | None = Field(None, description="The job's inputs, defaults filled in")
     message: str | None = Field(None, description="What the job last said about its progress")
     result: Any = Field(None, description="What the job's function returned, once it succeeded")
+    line: str | None = Field(None, description="The last line the job logged (its first line, cut)")
+    queue_position: int | None = Field(None, description="While queued: its place in line, 1 is next")
+    starts_in: float | None = Field(None, description="While queued: seconds until it starts, an estimate")
 
 
 class JobType(BaseModel):
@@ -55,12 +68,29 @@ class Error(BaseModel):
     fields: dict[str, str] | None = Field(None, description="Each refused param and what is allowed")
 
 
+class StateRecord(Job):
+    """A state of the job: the first record of each run (with the params), one per step or
+    progress report, and the final one."""
+
+    kind: Literal["state"] = "state"
+
+
+class LineRecord(BaseModel):
+    """A line the job logged (ctx.log, logging, print), or the traceback that failed it (`error`)."""
+
+    kind: Literal["log", "error"]
+    job_id: str
+    level: str = Field(description="debug, info, warning, error or critical")
+    step: int = Field(description="The job's step when it wrote the line")
+    ts: float
+    message: str
+
+
 class JobLog(BaseModel):
-    """A page of a job's log: the first record of each run (with the params), one per step or
-    progress report, then the final one."""
+    """A page of a job's log, oldest first: its states and its lines, each with its `kind`."""
 
     job_id: str
-    records: list[Job]
+    records: list[Annotated[StateRecord | LineRecord, Field(discriminator="kind")]]
     next_offset: int = Field(description="The offset to ask for to read on")
     end: bool = Field(description="Whether the log had no more records when read; a running job's log grows")
 
@@ -245,11 +275,19 @@ def job_log(
     job_id: str,
     offset: int = Query(0, ge=0, le=OFFSET_MAX, description="Where to start: 0 is the job's first record"),
     limit: int = Query(1000, ge=1, le=LOG_PAGE_MAX, description="Most records to answer with"),
+    kind: Annotated[list[LineKind], Query(description="Only records of these kinds (repeat it for several)")] = [],  # noqa: B006
 ) -> JobLog:
-    """The job's history from its Kafka log, a page at a time: follow `next_offset` until `end`."""
-    page = service.read_log(job_id, offset, limit, clients())
-    records = [Job(**record.to_dict()) for record in page.records]
+    """The job's history from its Kafka log, a page at a time: follow `next_offset` until `end`.
+    With `kind`, a page may hold fewer records than `limit` (even none) before the end."""
+    page = service.read_log(job_id, offset, limit, clients(), frozenset(kind) or None)
+    records = [log_record(record) for record in page.records]
     return JobLog(job_id=job_id, records=records, next_offset=page.next_offset, end=page.end)
+
+
+def log_record(record: Record) -> StateRecord | LineRecord:
+    if isinstance(record, LogLine):
+        return LineRecord(**record.to_dict())
+    return StateRecord(**record.to_dict())
 
 
 @api.post("/api/jobs/{job_id}/cancel", response_model=Job, responses=ERRORS)

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from settings import Settings
 from tasks import service
 from tasks.clients import clients
-from tasks.model import JobNotFound, JobState
+from tasks.model import JobNotFound, JobState, JobStatus, ServiceUnavailable
 from tasks.progress import KEY_PREFIX, channel, job_id_of_channel
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ PRESENCE_CHECK_S = 1.0
 RECONNECT_GRACE_S = 15.0
 # How long a watcher waits for news before it checks again that its page is there.
 WAIT_S = 1.0
+# How often the places in line (and estimated starts) of the queued jobs pages follow are read.
+QUEUE_REFRESH_S = 1.0
 
 
 async def fetch_states(job_ids: Iterable[str]) -> dict[str, JobState]:
@@ -152,6 +154,10 @@ class ProgressHub:
         self._watching: set[PageFeed] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self.reconnects = 0
+        # Followed jobs seen out of line (started, or never queued here): their places are not read.
+        self._started: set[str] = set()
+        # What pages were last told of each queued job: its place, and its estimated start.
+        self._places: dict[str, tuple[int | None, float | None]] = {}
 
     @functools.cached_property
     def settings(self) -> Settings:
@@ -208,6 +214,8 @@ class ProgressHub:
             feeds.discard(feed)
             if not feeds:
                 self._subs.pop(job_id, None)
+                self._started.discard(job_id)
+                self._places.pop(job_id, None)
                 gone.append(job_id)
         if not feed.job_ids:
             self._watching.discard(feed)
@@ -220,8 +228,39 @@ class ProgressHub:
         if not feeds:
             return
         state = JobState.from_json(message["data"])
+        if state.status is not JobStatus.QUEUED:
+            self._started.add(state.job_id)
         for feed in feeds:
             feed.queue.put_nowait(state)
+
+    async def refresh_places(self) -> None:
+        """Hand the pages the new place in line (or estimated start) of each queued job they
+        follow: one Redis round trip for all of them, whatever the number of pages."""
+        job_ids = [job_id for job_id in self._subs if job_id not in self._started]
+        if not job_ids:
+            return
+        try:
+            states = await asyncio.to_thread(service.queued_states, job_ids, clients())
+        except ServiceUnavailable:
+            return
+        for job_id in job_ids:
+            state = states.get(job_id)
+            if state is None:  # out of line: started, cancelled, or never queued
+                self._started.add(job_id)
+                continue
+            starts_in = None if state.starts_in is None else round(state.starts_in)
+            if self._places.get(job_id) != (state.queue_position, starts_in):
+                self._places[job_id] = (state.queue_position, starts_in)
+                for feed in self._subs.get(job_id, ()):
+                    feed.queue.put_nowait(state)
+
+    async def _refresh_places_forever(self) -> None:
+        while True:
+            await asyncio.sleep(QUEUE_REFRESH_S)
+            try:
+                await self.refresh_places()
+            except Exception:  # a bug here must not end the listener
+                log.exception("reading the places in line failed")
 
     def _resync(self) -> None:
         for feed in self._watching:
@@ -231,6 +270,13 @@ class ProgressHub:
         """Listen until cancelled (at shutdown), reconnecting with backoff when Redis goes away."""
         self.app = app
         client = aioredis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, health_check_interval=10)
+        places = asyncio.create_task(self._refresh_places_forever())
+        try:
+            await self._listen(client)
+        finally:
+            places.cancel()
+
+    async def _listen(self, client: aioredis.Redis) -> None:
         backoff = 0.1
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)

@@ -37,6 +37,8 @@ class JobView:
     params_text: str = ""
     message: str = ""
     result_text: str = ""
+    line: str = ""  # the last line the job logged
+    queue_text: str = ""  # a queued job's place in line and estimated start
     # Running without a known total: the bar moves without a percent.
     indeterminate: bool = False
 
@@ -91,6 +93,22 @@ def summary(value: Any) -> str:
     return _cut(text, SUMMARY_MAX_CHARS)
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, 1,002nd."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
+
+
+def queue_text(state: JobState) -> str:
+    """'next in line · starts in about 12.0 s', '3rd in line', '' when not known to be in line."""
+    if state.queue_position is None:
+        return ""
+    place = "next in line" if state.queue_position == 1 else f"{ordinal(state.queue_position)} in line"
+    if state.starts_in is None:
+        return place
+    return f"{place} · starts in about {format_seconds(max(state.starts_in, 1.0))}"
+
+
 def type_title(job_type: str) -> str:
     """The title of a job type; its name when the catalog no longer has it."""
     job = clients().catalog.get(job_type)
@@ -126,6 +144,8 @@ def job_view(state: JobState, before: JobView | None = None) -> JobView:
         title=before.title if before else type_title(state.job_type),
         params_text=summary(state.params) if state.params is not None else before.params_text if before else "",
         message=state.message or "",
+        line=state.line or (before.line if before else ""),
+        queue_text=queue_text(state) if state.status is JobStatus.QUEUED else "",
         result_text=summary(state.result) if succeeded and state.result is not None else "",
         indeterminate=running and not state.total,
     )

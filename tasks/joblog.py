@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from settings import Settings
-from tasks.model import JobNotFound, JobState, check_job_id, is_job_id
+from tasks.model import JobNotFound, JobState, LineKind, Record, check_job_id, is_job_id, parse_record, record_kind
 
 
 class JobLogError(RuntimeError):
@@ -28,7 +28,7 @@ class JobLogError(RuntimeError):
 class LogPage:
     """Consecutive records of a job's log, and where the next page starts."""
 
-    records: list[JobState]
+    records: list[Record]
     next_offset: int
     end: bool  # the log had no more records when read (a running job's log grows)
 
@@ -167,6 +167,12 @@ CONSUMER_MAX_AGE_S = 30.0
 EMPTY_WAIT_S = 0.3
 # How long `last` follows a log that is still being written before it answers with what it has.
 CHASE_S = 0.25
+# How far back from the end `last` looks for the last state, in turn, past the lines a job wrote
+# after it (at most LOG_MAX_LINES of them, and a few states in between).
+LAST_STATE_WINDOWS = (1, 256, 16_384)
+# Most records one filtered page reads through (a page of lines in a log of a million steps
+# comes in several pages, some of them empty, rather than as one long read).
+SCAN_MAX = 100_000
 
 
 class JobLogReader:
@@ -296,32 +302,49 @@ class JobLogReader:
                 return
 
     def last(self, job_id: str) -> JobState | None:
-        """The job's last record; None when its topic is empty; JobNotFound when it has none."""
+        """The job's last state record; None when its log has none; JobNotFound when it has no log.
+
+        Looked for from just before the end, then further back (see LAST_STATE_WINDOWS), past the
+        lines the job wrote after it."""
         topic = topic_name(self.settings, job_id)
         with self._consumer() as consumer:
             low, high = self._watermarks(consumer, topic)
-            # Some brokers report a high watermark behind the log's end (or 0) while a producer
-            # is writing; reading on to the end of the partition finds the true last record.
-            last = None
-            for _, last in self._values(consumer, topic, (low, high), max(low, high - 1), chase_s=CHASE_S):  # noqa: B007
-                pass
-            return None if last is None else JobState.from_json(last)
+            for window in (*LAST_STATE_WINDOWS, sys.maxsize):
+                start = max(low, high - window)
+                # Some brokers report a high watermark behind the log's end (or 0) while a
+                # producer is writing; reading on to the end of the partition finds the true end.
+                last = None
+                for _, value in self._values(consumer, topic, (low, high), start, chase_s=CHASE_S):
+                    if record_kind(value) is LineKind.STATE:
+                        last = value
+                if last is not None or start == low:
+                    return None if last is None else JobState.from_json(last)
+            return None
 
-    def records(self, job_id: str) -> list[JobState]:
-        """Every record of the job's log, oldest first."""
-        return self.page(job_id, 0, sys.maxsize).records
+    def records(self, job_id: str, kinds: frozenset[LineKind] | None = None) -> list[Record]:
+        """Every record of the job's log (of these `kinds`, when given), oldest first."""
+        records: list[Record] = []
+        offset, end = 0, False
+        while not end:
+            page = self.page(job_id, offset, sys.maxsize, kinds)
+            records += page.records
+            offset, end = page.next_offset, page.end
+        return records
 
-    def page(self, job_id: str, offset: int, limit: int) -> LogPage:
-        """At most `limit` records from `offset` (0 is the job's first record) on."""
+    def page(self, job_id: str, offset: int, limit: int, kinds: frozenset[LineKind] | None = None) -> LogPage:
+        """At most `limit` records from `offset` (0 is the job's first record) on; with `kinds`,
+        only records of those kinds, reading through at most SCAN_MAX records."""
         topic = topic_name(self.settings, job_id)
         with self._consumer() as consumer:
             low, high = self._watermarks(consumer, topic)
-            records: list[JobState] = []
+            records: list[Record] = []
             next_offset = max(low, offset)
-            for record_offset, value in self._values(consumer, topic, (low, high), next_offset):
-                if len(records) == limit:
+            values = self._values(consumer, topic, (low, high), next_offset)
+            for scanned, (record_offset, value) in enumerate(values):
+                if len(records) == limit or (kinds is not None and scanned == SCAN_MAX):
                     return LogPage(records, next_offset, end=False)
-                records.append(JobState.from_json(value))
+                if kinds is None or record_kind(value) in kinds:
+                    records.append(parse_record(value))
                 next_offset = record_offset + 1
             return LogPage(records, next_offset, end=True)
 

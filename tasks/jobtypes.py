@@ -62,6 +62,11 @@ class JobContext(Protocol):
         what is left out keeps its value. Coalesced: call it as often as you like."""
         ...
 
+    def log(self, message: object, level: str = "info") -> None:
+        """Write a line to the job's log (`level`: debug, info, warning, error or critical). The
+        job's `logging` records and printed lines are written the same way, as they come."""
+        ...
+
 
 @dataclass(frozen=True)
 class SettingLimit:

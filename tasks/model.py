@@ -68,8 +68,10 @@ class JobState:
 
     `total` is 0 while a job has not said how many steps it has. `params` are the job's inputs:
     in its first and final records and in what the service answers, not in every progress message.
-    `message` is what the job last said about its progress, `result` what its function returned
-    (final records), `checkpoint` what it keeps across a resume (step records, see JobContext).
+    `message` is what the job last said about its progress, `line` the last line it logged,
+    `result` what its function returned (final records), `checkpoint` what it keeps across a resume
+    (step records, see JobContext). `queue_position` (1 is next) and `starts_in` (seconds, an
+    estimate) are only in answers about a queued job, never in its log.
     """
 
     job_id: str
@@ -84,12 +86,18 @@ class JobState:
     message: str | None = None
     result: Any = None
     checkpoint: dict[str, Any] | None = None
+    line: str | None = None
+    queue_position: int | None = None
+    starts_in: float | None = None
 
     def supersedes(self, status: JobStatus, step: int) -> bool:
         """Whether this state moves a job last seen at `status` and `step` forward, so that the
         furthest state wins whatever order states arrive in: nothing moves a finished job, a
-        finished state always does, and otherwise the step must not go back."""
-        return not status.finished and (self.status.finished or self.step >= step)
+        finished state always does, a queued one never moves a started job, and otherwise the step
+        must not go back."""
+        if status.finished or (self.status is JobStatus.QUEUED and status is not JobStatus.QUEUED):
+            return False
+        return self.status.finished or self.step >= step
 
     def to_dict(self) -> dict[str, Any]:
         """The state as JSON-ready values; the job type's key is `type`, as the API names it."""
@@ -118,7 +126,82 @@ class JobState:
             message=data.get("message"),
             result=data.get("result"),
             checkpoint=data.get("checkpoint"),
+            line=data.get("line"),
+            queue_position=data.get("queue_position"),
+            starts_in=data.get("starts_in"),
         )
+
+
+class LineKind(StrEnum):
+    """What a record of a job's log is: a state (its steps, progress, first and final records), a
+    line the job logged, or the traceback of the exception that failed it."""
+
+    STATE = "state"
+    LOG = "log"
+    ERROR = "error"
+
+
+# The levels of `logging`, by name, as ctx.log takes them.
+LEVELS = ("debug", "info", "warning", "error", "critical")
+# A record's first bytes when it is a line: a reader tells lines from states without parsing them.
+LINE_PREFIX = b'{"kind":"'
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line a job logged (ctx.log, `logging`, print) or its traceback, beside its states in its
+    log. `step` is how far the job was when it wrote the line."""
+
+    job_id: str
+    message: str
+    ts: float
+    level: str = "info"
+    step: int = 0
+    kind: LineKind = LineKind.LOG
+
+    def to_dict(self) -> dict[str, Any]:
+        # "kind" first: see LINE_PREFIX.
+        return {
+            "kind": self.kind.value,
+            "job_id": self.job_id,
+            "level": self.level,
+            "step": self.step,
+            "ts": self.ts,
+            "message": self.message,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LogLine:
+        return cls(
+            job_id=data["job_id"],
+            message=str(data["message"]),
+            ts=float(data["ts"]),
+            level=data.get("level", "info"),
+            step=int(data.get("step", 0)),
+            kind=LineKind(data["kind"]),
+        )
+
+
+Record = JobState | LogLine
+
+
+def record_kind(raw: bytes) -> LineKind:
+    """The kind of a raw record, from its first bytes (a state record has no `kind`)."""
+    if raw.startswith(LINE_PREFIX):
+        end = raw.find(b'"', len(LINE_PREFIX))
+        return LineKind(raw[len(LINE_PREFIX) : end].decode())
+    return LineKind.STATE
+
+
+def parse_record(raw: str | bytes) -> Record:
+    """A record of a job's log: a state or a line."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if record_kind(data) is LineKind.STATE:
+        return JobState.from_json(data)
+    return LogLine.from_dict(json.loads(data))
 
 
 def is_job_id(value: object) -> bool:

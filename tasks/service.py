@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import redis
 from kombu.exceptions import OperationalError
 
-from tasks import owners, progress
+from tasks import owners, progress, queue
 from tasks.clients import Clients
 from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader, LogPage
 from tasks.jobtypes import InvalidParams, JobType, find, params_size
@@ -28,6 +28,7 @@ from tasks.model import (
     JobState,
     JobStatus,
     JobStillRunning,
+    LineKind,
     ServiceUnavailable,
     TooManyJobs,
     check_job_id,
@@ -84,13 +85,15 @@ def submit_job(job_type: object, params: object, c: Clients, owner: str | None =
     elif not owners.admit(c.redis, c.settings, owner, c.settings.max_jobs_per_browser, state):
         raise TooManyJobs(c.settings.max_jobs_per_browser)
     try:
+        queue.join(c.redis, state.job_id, state.ts)
         _enqueue(c, state.job_id, job.name, values)
     except Exception:
         # Not queued: leave no snapshot behind that would read as a job waiting forever.
         with contextlib.suppress(redis.RedisError):
             c.redis.delete(progress.snapshot_key(state.job_id))
+            queue.leave(c.redis, state.job_id)
         raise
-    return state
+    return queued_state(state, c)
 
 
 @reaching_services
@@ -130,16 +133,30 @@ def get_job(job_id: object, c: Clients) -> JobState:
             raise JobNotFound("no such job")
         if redis_up:
             progress.refill(c.redis, c.settings, state)
+    if state.status is JobStatus.QUEUED and redis_up:
+        return queued_state(state, c)
     if state.params is None and state.status is JobStatus.RUNNING:  # Redis lost them: the log's first record has them
         with contextlib.suppress(JobNotFound):  # its topic is made when a worker starts it
             first = c.reader.page(job_id, 0, 1).records
-            state = replace(state, params=first[0].params if first else None)
+            state = replace(state, params=first[0].params if first and isinstance(first[0], JobState) else None)
     return state
 
 
+def queued_state(state: JobState, c: Clients) -> JobState:
+    """A queued job's state with its place in line and estimated start (as it is, once started)."""
+    return queue.queued_states(c.redis, [state.job_id]).get(state.job_id, state)
+
+
 @reaching_services
-def read_log(job_id: object, offset: int, limit: int, c: Clients) -> LogPage:
-    """The job's history: at most `limit` records of its Kafka log from `offset` (0: the first) on.
+def queued_states(job_ids: list[str], c: Clients) -> dict[str, JobState]:
+    """The states of those of `job_ids` still waiting for a worker, with their places in line."""
+    return queue.queued_states(c.redis, job_ids)
+
+
+@reaching_services
+def read_log(job_id: object, offset: int, limit: int, c: Clients, kinds: frozenset[LineKind] | None = None) -> LogPage:
+    """The job's history: at most `limit` records of its Kafka log from `offset` (0: the first)
+    on, of these `kinds` only when given (see JobLogReader.page).
 
     A queued job's log is empty until a worker takes it. A job condemned by retention reads as not
     found, as in `get_job`; with Redis down the log still answers.
@@ -150,7 +167,7 @@ def read_log(job_id: object, offset: int, limit: int, c: Clients) -> LogPage:
     except redis.RedisError:
         known = False
     try:
-        return c.reader.page(job_id, offset, limit)
+        return c.reader.page(job_id, offset, limit, kinds)
     except JobNotFound:
         if known:  # its topic is created when a worker starts it
             return LogPage([], offset, end=True)
@@ -171,8 +188,9 @@ def cancel_job(job_id: object, c: Clients) -> JobState:
         # flag, writes the `cancelled` record to the log and runs no step.
         if lease.acquire():
             try:
-                state = replace(state, status=JobStatus.CANCELLED, ts=time.time())
+                state = replace(state, status=JobStatus.CANCELLED, ts=time.time(), queue_position=None, starts_in=None)
                 progress.store(c.redis, c.settings, state)
+                queue.leave(c.redis, state.job_id)
             finally:
                 lease.release()
     return state
@@ -184,6 +202,7 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     A runner renews its job's lease while it runs; a lapsed lease means no one runs the job. The
     task it gets back resumes after the last step in the job's log (see tasks.worker.runner.run_job).
     """
+    queue.forget_stale(c.redis)
     recovered = []
     running = cast(dict[bytes, bytes], c.redis.hgetall(progress.RUNNING_KEY))
     for raw_id, raw_task in running.items():
@@ -239,6 +258,7 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
         ]
         c.redis.delete(*keys)
         c.redis.zrem(progress.PURGING_KEY, *due)
+        queue.leave(c.redis, *due)
     if due or condemned_now:
         log.info("retention: %d expired jobs condemned, %d deleted", condemned_now, len(due))
     return due

@@ -4,6 +4,8 @@ team's own module would be: one of each shape a job can have."""
 from __future__ import annotations
 
 import enum
+import logging
+import sys
 import time
 from typing import Annotated, Literal
 
@@ -11,6 +13,8 @@ from pydantic import Field
 from tqdm import tqdm
 
 from tasks.jobtypes import JobContext, job_type
+
+log = logging.getLogger(__name__)
 
 
 class Colour(enum.Enum):
@@ -93,3 +97,28 @@ def steps_then_fail(ctx: JobContext, n: int = 50, fail_at: int = 20) -> None:
     for step in ctx.steps(n):
         if step == fail_at:
             raise ValueError(f"step {fail_at} broke")
+
+
+@job_type(on_worker_lost="restart")
+def chatty(ctx: JobContext, lines: Annotated[int, Field(ge=0, le=1_000_000)] = 3, pause_ms: float = 0) -> int:
+    """Says something every way a job can: ctx.log, logging, print, standard error; draws a tqdm
+    bar (not a line); then prints `lines` numbered lines, `pause_ms` apart, and a last one without
+    a line end."""
+    ctx.log("from ctx.log")
+    ctx.log("from ctx.log, a warning", level="warning")
+    log.info("from logging")
+    log.debug("from logging, below the worker's level")
+    print("from print")
+    print("from standard error", file=sys.stderr)
+    for _ in tqdm(range(3), desc="a bar"):
+        pass
+    try:
+        raise KeyError("caught")
+    except KeyError:
+        log.exception("from logging, with a traceback")
+    for line in range(1, lines + 1):
+        print(f"line {line} of {lines}")
+        if pause_ms:
+            time.sleep(pause_ms / 1000)
+    print("the end, without a line end", end="")
+    return lines

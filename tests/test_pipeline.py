@@ -39,9 +39,19 @@ def read_log(settings: Settings, job_id: str) -> list[dict]:
     return records
 
 
+def state_records(records: list[dict]) -> list[dict]:
+    """The states of a log (records from Kafka have no `kind`, the API's say "state"), not its lines."""
+    return [r for r in records if r.get("kind", "state") == "state"]
+
+
+def line_records(records: list[dict]) -> list[dict]:
+    """The lines of a log: what the job logged, and its traceback."""
+    return [r for r in records if r.get("kind", "state") != "state"]
+
+
 def step_records(records: list[dict]) -> list[dict]:
-    """The records of steps done: not a run's first record (which holds the params)."""
-    return [r for r in records if r["status"] == "running" and r.get("params") is None]
+    """The records of steps done: not a run's first record (which holds the params), nor a line."""
+    return [r for r in state_records(records) if r["status"] == "running" and r.get("params") is None]
 
 
 def assert_complete_log(
@@ -51,6 +61,7 @@ def assert_complete_log(
     record on the last of them (`total` is the job's size when it ended early). A run resumed after
     a worker's death begins with a record of its own that says so, at the step it resumes after."""
     total = steps if total is None else total
+    records = state_records(records)
     first = records[0]
     assert (first["status"], first["step"], first["params"]) == ("running", 0, records[-1]["params"])
     assert [r["step"] for r in step_records(records)] == list(range(1, steps + 1))
@@ -294,8 +305,9 @@ def test_a_job_whose_step_raises_fails_with_the_error_and_its_log_ends_there(c: 
     assert_complete_log(records, job_id, 19, total=50, final="failed")
     assert records[-1]["error"] == "ValueError: step 20 broke"
     # The step records are formatted by hand in the hot loop: each is exactly what JobState writes.
-    for record in records:
+    for record in state_records(records):
         assert json.loads(JobState.from_json(json.dumps(record)).to_json()) == record
+    assert [r["kind"] for r in line_records(records)] == ["error"], "the traceback, after the last step"
     assert not c.redis.hexists(progress.RUNNING_KEY, job_id)
 
 

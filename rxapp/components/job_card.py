@@ -1,5 +1,5 @@
 """One job's card: type and params, progress bar, step/total, percent, status, rate and ETA (or the
-time it has run), duration, its progress message and result, log, cancel, run again."""
+time it has run), duration, its latest log line, progress message and result, log, cancel, run again."""
 
 import reflex as rx
 from reflex.vars.object import ObjectVar
@@ -107,6 +107,25 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                 width="100%",
                 wrap="wrap",
                 spacing="3",
+            ),
+            rx.cond(
+                job.queue_text != "",
+                rx.text(job.queue_text, size="2", color_scheme="gray", custom_attrs={"data-testid": "job-queue"}),
+            ),
+            rx.cond(
+                job.line != "",
+                rx.text(
+                    job.line,
+                    size="1",
+                    color_scheme="gray",
+                    font_family="monospace",
+                    trim="both",
+                    white_space="nowrap",
+                    overflow="hidden",
+                    text_overflow="ellipsis",
+                    max_width="100%",
+                    custom_attrs={"data-testid": "job-line"},
+                ),
             ),
             rx.cond(job.message != "", rx.text(job.message, size="2", custom_attrs={"data-testid": "job-message"})),
             rx.cond(

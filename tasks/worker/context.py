@@ -1,8 +1,10 @@
-"""The context a job's function runs with: its steps, its progress, and the stop it may be told.
+"""The context a job's function runs with: its steps, its progress, its log lines, and the stop
+it may be told.
 
 `RunContext` implements tasks.jobtypes.JobContext. Progress is coalesced: whatever the function
-calls (ctx.steps, ctx.progress, a tqdm bar), at most one publish per PROGRESS_INTERVAL_MS, and a
-publish is also where a cancel is seen, so a job stops within the interval.
+calls (ctx.steps, ctx.progress, ctx.log, a tqdm bar), at most one publish per PROGRESS_INTERVAL_MS,
+and a publish is also where a cancel is seen, so a job stops within the interval. Lines go to the
+job's log as they come, batched by the producer as steps are, up to LOG_MAX_LINES per run.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from tasks import progress
 from tasks.clients import Clients
 from tasks.joblog import JobLogError, topic_name
 from tasks.jobtypes import JobType
-from tasks.model import JobState, JobStatus
+from tasks.model import LEVELS, JobState, JobStatus, LineKind, LogLine
 
-# A progress message is a line on a card: longer ones are cut.
+# A progress message, and the latest log line, are a line on a card: longer ones are cut.
 MESSAGE_MAX_CHARS = 200
+# A log line is cut to this many characters; a traceback keeps its last ones (every record stays
+# far below Kafka's 1 MB).
+LINE_MAX_CHARS = 8192
+TRACEBACK_MAX_CHARS = 65536
 
 
 class JobStopped(BaseException):
@@ -73,6 +79,11 @@ class RunContext:
         self._superseded = False
         self._lock = threading.Lock()
         self.last_publish = time.monotonic()
+        self.line: str | None = None
+        self.lines_kept = 0
+        self.lines_dropped = 0
+        self._topic = topic_name(c.settings, job_id)
+        self._thread = threading.get_ident()  # the job's: only there may a call raise its stop
 
     def state(self, status: JobStatus = JobStatus.RUNNING, **final: Any) -> JobState:
         """The job's state now (`final`: error, result, params of a final state)."""
@@ -85,6 +96,7 @@ class RunContext:
             self.started_at,
             job_type=self.job.name,
             message=self.message,
+            line=self.line,
             **final,
         )
 
@@ -136,6 +148,51 @@ class RunContext:
         if message is not None:
             self.message = str(message)[:MESSAGE_MAX_CHARS]
         self._publish_if_due()
+
+    def log(self, message: object, level: str = "info") -> None:
+        """See tasks.jobtypes.JobContext.log."""
+        if level not in LEVELS:
+            raise ValueError(f"unknown log level {level!r}: one of {', '.join(LEVELS)}")
+        self.write_line(str(message), level)
+        if threading.get_ident() == self._thread:
+            self._publish_if_due()
+
+    def write_line(self, text: str, level: str) -> None:
+        """Append a log line, within LOG_MAX_LINES (past it, only counted); the latest line also
+        goes out with the next publish."""
+        text = text if len(text) <= LINE_MAX_CHARS else f"{text[:LINE_MAX_CHARS]}… ({len(text):,} characters)"
+        self.line = text.strip().partition("\n")[0][:MESSAGE_MAX_CHARS]
+        if self.lines_kept >= self.c.settings.log_max_lines:
+            self.lines_dropped += 1
+            return
+        self.lines_kept += 1
+        self._append(text, level, LineKind.LOG)
+        if not self.lines_kept & 1023:
+            try:
+                self.c.writer.poll()
+                self.c.writer.raise_on_error()
+            except JobLogError as exc:
+                raise LogUnwritable(exc) from exc
+
+    def write_traceback(self, text: str) -> None:
+        """Append the traceback of the exception that failed the job (its end, when it is long)."""
+        if len(text) > TRACEBACK_MAX_CHARS:
+            text = f"… ({len(text) - TRACEBACK_MAX_CHARS:,} characters left out)\n{text[-TRACEBACK_MAX_CHARS:]}"
+        self._append(text, "error", LineKind.ERROR)
+
+    def end_lines(self) -> None:
+        """The run ends: say how many lines were not kept, if any were not."""
+        if self.lines_dropped:
+            limit = self.c.settings.log_max_lines
+            text = f"{self.lines_dropped:,} more lines were not kept: a job keeps at most {limit:,} (LOG_MAX_LINES)"
+            self._append(text, "warning", LineKind.LOG)
+
+    def _append(self, text: str, level: str, kind: LineKind) -> None:
+        record = LogLine(self.job_id, text, time.time(), level, self.done, kind)
+        try:
+            self.c.writer.append(self._topic, self.job_id, record.to_json())
+        except JobLogError as exc:
+            raise LogUnwritable(exc) from exc
 
     def follow_bar(self, bar: Any, items: Iterable[Any]) -> Iterator[Any]:
         """A tqdm bar's items, each one counted as it is done (see tasks.worker.tqdm_capture)."""

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -19,12 +20,12 @@ from typing import Any
 
 import redis
 
-from tasks import progress
+from tasks import progress, queue
 from tasks.clients import Clients
 from tasks.joblog import JobLogError, topic_name
 from tasks.jobtypes import JobType, find
 from tasks.model import InvalidInput, JobState, JobStatus, check_job_id
-from tasks.worker import tqdm_capture
+from tasks.worker import output, tqdm_capture
 from tasks.worker.context import JobCancelled, JobSuperseded, LogUnwritable, RunContext
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients) -> J
         log.info("job %s is run by another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.QUEUED, time.time())
     pipe = c.redis.pipeline(transaction=False)
+    queue.leave(pipe, job_id)
     pipe.hset(progress.RUNNING_KEY, job_id, json.dumps({"type": job_type, "params": params}))
     pipe.set(progress.params_key(job_id), json.dumps(params), ex=c.settings.retention_s or None)
     pipe.execute()
@@ -133,23 +135,43 @@ def _run_leased(
 def _call(job: JobType, values: dict[str, Any], ctx: RunContext, params: dict[str, Any]) -> JobState:
     """Run the function; its return, its exception or its stop becomes the job's final state."""
     try:
-        stopper = _stopper(ctx)
-        with tqdm_capture.capturing(ctx), _heartbeat(ctx, stopper), stopper or contextlib.nullcontext():
-            returned = job.function(ctx, **values)
-    except JobCancelled:
-        return ctx.state(JobStatus.CANCELLED, params=params)
+        status, end = _outcome(job, values, ctx)
+        ctx.end_lines()
     except JobSuperseded:
         raise progress.LeaseLost(f"job {ctx.job_id} is run by another worker now") from None
     except LogUnwritable as exc:
         raise exc.error from None
-    except Exception as exc:  # the job's own work failed: that is the job's result, not a crash
-        log.exception("job %s failed at step %d", ctx.job_id, ctx.done)
-        return ctx.state(JobStatus.FAILED, params=params, error=f"{type(exc).__name__}: {exc}")
+    return ctx.state(status, params=params, **end)
+
+
+def _outcome(job: JobType, values: dict[str, Any], ctx: RunContext) -> tuple[JobStatus, dict[str, Any]]:
+    """How the function ended, with its result or error. A job's exception is the job's result,
+    not a crash: its traceback becomes an error record of the job's log."""
     try:
-        result = encode_result(returned, ctx.c.settings.result_max_bytes)
+        stopper = _stopper(ctx)
+        with (
+            tqdm_capture.capturing(ctx),
+            output.capturing(ctx),
+            _heartbeat(ctx, stopper),
+            stopper or contextlib.nullcontext(),
+        ):
+            returned = job.function(ctx, **values)
+    except JobCancelled:
+        return JobStatus.CANCELLED, {}
+    except Exception as exc:
+        log.exception("job %s failed at step %d", ctx.job_id, ctx.done)
+        ctx.write_traceback(_traceback(exc))
+        return JobStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        return JobStatus.SUCCEEDED, {"result": encode_result(returned, ctx.c.settings.result_max_bytes)}
     except ValueError as exc:
-        return ctx.state(JobStatus.FAILED, params=params, error=str(exc))
-    return ctx.state(JobStatus.SUCCEEDED, params=params, result=result)
+        return JobStatus.FAILED, {"error": str(exc)}
+
+
+def _traceback(exc: BaseException) -> str:
+    """The exception's traceback from the job's function on (the runner's own frame left out)."""
+    tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb is not None else None))
 
 
 def encode_result(value: object, max_bytes: int) -> Any:

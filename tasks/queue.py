@@ -1,0 +1,126 @@
+"""Where a queued job stands: its place in line and an estimate of when it starts.
+
+Celery's queue is the broker's to keep (and a worker may hold a message before it runs it), so
+Jobstream keeps its own line: a sorted set of the jobs submitted and not started, by submit time.
+A job joins it at submit and leaves it when a worker starts it or it is cancelled; positions are
+ranks in it, one Redis call for any number of jobs.
+
+The estimate: every running job frees its worker when its ETA says (its rate so far and the steps
+it has left); each job ahead then takes as long as a running job takes on average (elapsed plus
+ETA). No estimate while no running job has a known ETA.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import cast
+
+import redis
+
+from tasks import progress
+from tasks.model import JobState, JobStatus
+
+# Sorted set job_id -> submit time of the jobs waiting for a worker.
+QUEUE_KEY = f"{progress.KEY_PREFIX}queue"
+# Jobs ahead simulated one by one; beyond, the rest is added at the rate of the whole pool.
+SIMULATED_MAX = 10_000
+# A job still in line this long after its submit is checked for having ended some other way.
+STALE_S = 60.0
+
+
+def join(client: redis.Redis | redis.client.Pipeline, job_id: str, at: float) -> None:
+    client.zadd(QUEUE_KEY, {job_id: at})
+
+
+def leave(client: redis.Redis | redis.client.Pipeline, *job_ids: str) -> None:
+    if job_ids:
+        client.zrem(QUEUE_KEY, *job_ids)
+
+
+def remaining_s(state: JobState, now: float) -> float | None:
+    """How long a running job has left at its rate so far, or None when it has not said."""
+    elapsed = state.ts - state.started_at if state.started_at else 0.0
+    if not state.total or state.step <= 0 or elapsed <= 0:
+        return None
+    return max((state.total - state.step) * elapsed / state.step - (now - state.ts), 0.0)
+
+
+def start_estimates(
+    running: Sequence[JobState], positions: Iterable[int], now: float | None = None
+) -> dict[int, float | None]:
+    """Seconds until the job at each position (1 is next) starts, from the running jobs: each of
+    their workers is free when its job ends, and every job ahead takes the running jobs' mean
+    duration. None for all when no running job has a known ETA."""
+    now = time.time() if now is None else now
+    known = [(state, left) for state in running if (left := remaining_s(state, now)) is not None]
+    wanted = sorted(set(positions))
+    if not known or not wanted:
+        return dict.fromkeys(wanted)
+    mean_s = sum(left + now - (state.started_at or now) for state, left in known) / len(known)
+    lefts = [left for _, left in known]
+    free = sorted([*lefts, *[sum(lefts) / len(lefts)] * (len(running) - len(known))])
+    heapq.heapify(free)
+    estimates: dict[int, float | None] = {}
+    position = 1
+    for wanted_position in wanted:
+        while position < min(wanted_position, SIMULATED_MAX):
+            heapq.heappush(free, heapq.heappop(free) + mean_s)
+            position += 1
+        beyond = max(wanted_position - SIMULATED_MAX, 0) * mean_s / len(free)
+        estimates[wanted_position] = free[0] + beyond
+    return estimates
+
+
+def queued_states(client: redis.Redis, job_ids: Sequence[str]) -> dict[str, JobState]:
+    """The states of those of `job_ids` still in line, with their place and estimated start."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.zrank(QUEUE_KEY, job_id)
+        pipe.get(progress.snapshot_key(job_id))
+    pipe.hkeys(progress.RUNNING_KEY)
+    *answers, running_ids = pipe.execute()
+    waiting: dict[str, tuple[int, JobState]] = {}
+    for job_id, rank, raw in zip(job_ids, answers[::2], answers[1::2], strict=True):
+        if rank is not None and raw is not None and (state := JobState.from_json(raw)).status is JobStatus.QUEUED:
+            waiting[job_id] = (rank + 1, state)
+    if not waiting:
+        return {}
+    running = _running(client, [raw.decode() for raw in cast(list[bytes], running_ids)])
+    estimates = start_estimates(running, (position for position, _ in waiting.values()))
+    return {
+        job_id: replace(state, queue_position=position, starts_in=_rounded(estimates[position]))
+        for job_id, (position, state) in waiting.items()
+    }
+
+
+def _running(client: redis.Redis, job_ids: list[str]) -> list[JobState]:
+    if not job_ids:
+        return []
+    raws = cast(list[bytes | None], client.mget([progress.snapshot_key(job_id) for job_id in job_ids]))
+    states = [JobState.from_json(raw) for raw in raws if raw is not None]
+    return [state for state in states if state.status is JobStatus.RUNNING]
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def forget_stale(client: redis.Redis, now: float | None = None) -> list[str]:
+    """Take out of line the jobs that ended without a worker starting them (their snapshot is
+    finished or gone: a task lost with its broker, a job purged). Returns their ids."""
+    now = time.time() if now is None else now
+    old = [raw.decode() for raw in cast(list[bytes], client.zrangebyscore(QUEUE_KEY, "-inf", now - STALE_S))]
+    if not old:
+        return []
+    raws = cast(list[bytes | None], client.mget([progress.snapshot_key(job_id) for job_id in old]))
+    stale = [
+        job_id
+        for job_id, raw in zip(old, raws, strict=True)
+        if raw is None or json.loads(raw).get("status") != JobStatus.QUEUED.value
+    ]
+    leave(client, *stale)
+    return stale
