@@ -20,7 +20,7 @@ from typing import Any
 import confluent_kafka
 from tqdm import tqdm
 
-from bench import baseline, e2e, e2e_report, latency, peer, pipeline, report, worker
+from bench import baseline, e2e, e2e_report, latency, lines, peer, pipeline, report, worker
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def units(cfg: Config) -> int:
     """How many ticks the progress bar will see."""
     e2e_ticks = 2 + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state) + 1
-    return (len(cfg.ns) + len(cfg.baseline_ns) + 1) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
+    return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
 
 
 def machine(stack: BenchStack) -> dict[str, Any]:
@@ -64,6 +64,7 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     results |= {"machine": machine(stack), "services": stack.describe()}
     results |= pipeline.summarize(pipeline.series(stack, cfg.ns, cfg.repeats, tick))
     hand_loop = pipeline.hand_loop_runs(stack, cfg.n, cfg.repeats, tick)
+    results |= lines.run(stack, cfg.log_lines, cfg.repeats, tick)
     results |= baseline.summarize(baseline.series(stack, cfg.baseline_ns, cfg.repeats, tick))
     reads = latency.reads(
         stack,
@@ -83,6 +84,8 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     results["ratios"] = {
         "throughput_vs_baseline": results["throughput_steps_per_s"] / results["baseline_throughput_steps_per_s"],
         "catalog_vs_hand_loop": hand_loop.pop("catalog_vs_hand_loop"),
+        "log_lines_vs_steps": results["log_lines_per_s"] / results["throughput_steps_per_s"],
+        "log_lines_msgs_vs_bound": results["log_lines_redis_msgs_per_s"] / results["coalescing_bound_msgs_per_s"],
         "recovery_read_baseline_vs_kafka": results["baseline_recovery_read_p95_ms"] / results["get_job_kafka_p95_ms"],
         **e2e_report.ratios(results),
     }

@@ -26,6 +26,7 @@ class Config:
     e2e_step_delay_ms: float
     e2e_jobs: int
     e2e_redis_state: bool  # also run the series with Reflex's state in Redis
+    log_lines: int  # lines the printing job prints (bench.lines)
 
     @property
     def n(self) -> int:
@@ -62,6 +63,7 @@ FULL = Config(
     e2e_step_delay_ms=2.0,
     e2e_jobs=4,
     e2e_redis_state=True,
+    log_lines=200_000,
 )
 
 QUICK = Config(
@@ -80,4 +82,5 @@ QUICK = Config(
     e2e_step_delay_ms=2.0,
     e2e_jobs=4,
     e2e_redis_state=False,
+    log_lines=50_000,
 )
