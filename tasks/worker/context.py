@@ -19,7 +19,7 @@ from tasks import progress
 from tasks.clients import Clients
 from tasks.joblog import JobLogError, topic_name
 from tasks.jobtypes import JobType
-from tasks.model import LEVELS, JobState, JobStatus, LineKind, LogLine
+from tasks.model import LEVELS, JobState, JobStatus, LineKind
 
 # A progress message, and the latest log line, are a line on a card: longer ones are cut.
 MESSAGE_MAX_CHARS = 200
@@ -79,9 +79,10 @@ class RunContext:
         self._superseded = False
         self._lock = threading.Lock()
         self.last_publish = time.monotonic()
-        self.line: str | None = None
+        self.last_line: str | None = None  # as written; the card's line is made from it at a publish
         self.lines_kept = 0
         self.lines_dropped = 0
+        self._max_lines = c.settings.log_max_lines
         self._topic = topic_name(c.settings, job_id)
         self._thread = threading.get_ident()  # the job's: only there may a call raise its stop
 
@@ -96,7 +97,7 @@ class RunContext:
             self.started_at,
             job_type=self.job.name,
             message=self.message,
-            line=self.line,
+            line=None if self.last_line is None else self.last_line.strip().partition("\n")[0][:MESSAGE_MAX_CHARS],
             **final,
         )
 
@@ -160,9 +161,10 @@ class RunContext:
     def write_line(self, text: str, level: str) -> None:
         """Append a log line, within LOG_MAX_LINES (past it, only counted); the latest line also
         goes out with the next publish."""
-        text = text if len(text) <= LINE_MAX_CHARS else f"{text[:LINE_MAX_CHARS]}… ({len(text):,} characters)"
-        self.line = text.strip().partition("\n")[0][:MESSAGE_MAX_CHARS]
-        if self.lines_kept >= self.c.settings.log_max_lines:
+        if len(text) > LINE_MAX_CHARS:
+            text = f"{text[:LINE_MAX_CHARS]}… ({len(text):,} characters)"
+        self.last_line = text
+        if self.lines_kept >= self._max_lines:
             self.lines_dropped += 1
             return
         self.lines_kept += 1
@@ -188,9 +190,13 @@ class RunContext:
             self._append(text, "warning", LineKind.LOG)
 
     def _append(self, text: str, level: str, kind: LineKind) -> None:
-        record = LogLine(self.job_id, text, time.time(), level, self.done, kind)
+        # What LogLine.to_json writes, formatted by hand: a job may print a hundred thousand lines.
+        record = (
+            f'{{"kind":"{kind.value}","job_id":"{self.job_id}","level":"{level}","step":{self.done},'
+            f'"ts":{time.time()!r},"message":{json.dumps(text, ensure_ascii=False)}}}'
+        )
         try:
-            self.c.writer.append(self._topic, self.job_id, record.to_json())
+            self.c.writer.append(self._topic, self.job_id, record)
         except JobLogError as exc:
             raise LogUnwritable(exc) from exc
 

@@ -45,6 +45,13 @@ class LineWriter(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if "\n" not in text and "\r" not in text and len(self._partial) + len(text) <= LINE_MAX_CHARS:
+            self._partial += text  # print() writes its text, then its line end
+            return len(text)
+        if text == "\n" and "\r" not in self._partial:
+            line, self._partial = self._partial, ""
+            self._line(line)
+            return 1
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
             self._line(line)
@@ -57,9 +64,12 @@ class LineWriter(io.TextIOBase):
         return len(text)
 
     def _line(self, line: str, publish: bool = True) -> None:
-        redrawn, self._redrawn = self._redrawn or "\r" in line.removesuffix("\r"), False
-        line = line.removesuffix("\r")
-        if not line.strip() or redrawn:
+        if "\r" in line or self._redrawn:
+            redrawn, self._redrawn = self._redrawn or "\r" in line.removesuffix("\r"), False
+            line = line.removesuffix("\r")
+            if redrawn:
+                return
+        if not line or line.isspace():
             return
         if publish:
             self.ctx.log(line, self.level)
