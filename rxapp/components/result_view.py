@@ -38,6 +38,9 @@ def json_block() -> rx.Component:
         rx.el.pre(
             rx.code(ResultState.json_text, variant="ghost", size="2"),
             margin="0",
+            padding="0.75em",
+            border_radius="var(--radius-2)",
+            background_color="var(--gray-a3)",
             custom_attrs={"data-testid": "job-result-json"},
         ),
         type="auto",
