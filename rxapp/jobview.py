@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from tasks.clients import clients
 from tasks.model import JobState, JobStatus
 
+APP_TITLE = "Jobstream"
 # A card's line of params, or of the result, is cut to this length; a long value in it to less.
 SUMMARY_MAX_CHARS = 80
 VALUE_MAX_CHARS = 30
@@ -39,6 +41,8 @@ class JobView:
     result_text: str = ""
     line: str = ""  # the last line the job logged
     queue_text: str = ""  # a queued job's place in line and estimated start
+    # The result itself is read only when its dialog opens (rxapp/state/result.py).
+    has_result: bool = False
     # Running without a known total: the bar moves without a percent.
     indeterminate: bool = False
 
@@ -147,6 +151,7 @@ def job_view(state: JobState, before: JobView | None = None) -> JobView:
         line=state.line or (before.line if before else ""),
         queue_text=queue_text(state) if state.status is JobStatus.QUEUED else "",
         result_text=summary(state.result) if succeeded and state.result is not None else "",
+        has_result=succeeded and state.result is not None,
         indeterminate=running and not state.total,
     )
     if running and rate:
@@ -160,3 +165,14 @@ def job_view(state: JobState, before: JobView | None = None) -> JobView:
         if rate:
             view.rate_text = format_rate(rate)
     return view
+
+
+def page_title(jobs: Iterable[JobView]) -> str:
+    """The page's title: "42% · Jobstream" while jobs run (all their steps over all their totals,
+    of those that have said how many steps they have), "running · Jobstream" while none has."""
+    running = [job for job in jobs if job.status == JobStatus.RUNNING]
+    totals = sum(job.total for job in running if job.total)
+    if totals:
+        steps = sum(min(job.step, job.total) for job in running if job.total)
+        return f"{100 * steps // totals}% · {APP_TITLE}"
+    return f"running · {APP_TITLE}" if running else APP_TITLE

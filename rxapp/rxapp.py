@@ -7,6 +7,7 @@ from rxapp.hub import hub
 from rxapp.pages.index import index
 from rxapp.state.form import FormState
 from rxapp.state.jobs import JobsState
+from rxapp.state.notify import NotifyState
 from tasks.clients import clients
 
 # Every job type now: a module named in JOB_MODULES that cannot be imported, or a type the
@@ -20,5 +21,8 @@ app = rx.App(
         rx.el.meta(name="description", content="Jobstream: run long background jobs and watch them live."),
     ],
 )
-app.add_page(index, route="/", title="Jobstream", on_load=[FormState.load, JobsState.load_jobs])
+# The tab's title follows the running jobs' progress (JobsState.tab_title): "Jobstream" when none run.
+app.add_page(
+    index, route="/", title=JobsState.tab_title, on_load=[FormState.load, JobsState.load_jobs, NotifyState.load]
+)
 app.register_lifespan_task(hub.run)

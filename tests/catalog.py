@@ -122,3 +122,19 @@ def chatty(ctx: JobContext, lines: Annotated[int, Field(ge=0, le=1_000_000)] = 3
             time.sleep(pause_ms / 1000)
     print("the end, without a line end", end="")
     return lines
+
+
+@job_type(on_worker_lost="restart")
+def records(ctx: JobContext, rows: Annotated[int, Field(ge=0, le=1000)] = 3) -> list[dict[str, object]]:
+    """Returns `rows` flat records, the second with a column of its own: a table on the page."""
+    return [
+        {"id": i, "name": f"item {i}", "even": i % 2 == 0, "ratio": i / 4, **({"note": None} if i == 1 else {})}
+        for i in range(rows)
+    ]
+
+
+@job_type(on_worker_lost="restart")
+def nested(ctx: JobContext, label: str = "run", seconds: Annotated[float, Field(ge=0, le=60)] = 0) -> dict[str, object]:
+    """Returns a nested dict (formatted JSON on the page), after `seconds` of reported progress."""
+    wait_reporting(ctx, seconds)
+    return {"label": label, "stats": {"count": 3, "values": [1, 2.5, None]}, "ok": True, "quote": 'a "b" <c> é'}

@@ -21,12 +21,12 @@ from tasks import progress, service
 from tasks.clients import Clients
 from tasks.model import JobState, JobStatus
 from tests.conftest import wait_finished, wait_for
-from tests.test_pipeline import Subscriber, read_log, step_records
+from tests.test_pipeline import Subscriber, read_log, state_records, step_records
 
 
 def run_records(records: list[dict]) -> list[dict]:
     """The first record of each run of a job: they hold its params."""
-    return [r for r in records if r["status"] == "running" and r.get("params") is not None]
+    return [r for r in state_records(records) if r["status"] == "running" and r.get("params") is not None]
 
 
 def test_a_tqdm_only_job_defined_in_a_test_module_runs_through_the_api_with_live_progress(

@@ -212,8 +212,8 @@ def test_the_log_shows_every_step_a_page_at_a_time(open_page: Callable[..., JobP
     page.assert_clean()
 
 
-def finished_count_job(page: JobPage) -> str:
-    job_id = page.submit(100)
+def finished_count_job(page: JobPage, n: int = 100) -> str:
+    job_id = page.submit(n)
     page.wait_status(job_id, "succeeded")
     return job_id
 
@@ -221,11 +221,12 @@ def finished_count_job(page: JobPage) -> str:
 def click_with_their_job_id(
     open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], web: WebApp, c: Clients,
     event: str, button: str, their_job: Callable[[JobPage], str] = finished_count_job,
+    my_job: Callable[[JobPage], str] = lambda page: finished_count_job(page, 50),
 ) -> tuple[JobPage, str, str, str, set[bytes], list[str]]:  # fmt: skip
-    """Click `button` on a page's own finished job, its `event` carrying the id of another browser's
-    job (`their_job` starts it and waits for its end) instead, as a client that is not a browser
-    could send it. Returns the page, its job, the other's job, a job the page submitted after the
-    click, the snapshots created meanwhile and every message the page received."""
+    """Click `button` on a page's own finished job (`my_job` starts it and waits for its end), its
+    `event` carrying the id of another browser's job (`their_job` likewise) instead, as a client
+    that is not a browser could send it. Returns the page, its job, the other's job, a job the page
+    submitted after the click, the snapshots created meanwhile and every message the page received."""
     theirs = their_job(open_page())
     page = JobPage(new_context().new_page(), web.frontend + "/")
     mine: list[str] = []
@@ -242,7 +243,7 @@ def click_with_their_job_id(
         server.on_message(to_page)
 
         def to_server(message: str | bytes) -> None:
-            if isinstance(message, str) and event in message and mine and mine[0] in message:
+            if isinstance(message, str) and event in message and mine and mine[0] in message and not asked:
                 message = message.replace(mine[0], theirs)
                 asked.append(message)
             server.send(message)
@@ -251,12 +252,12 @@ def click_with_their_job_id(
 
     page.page.route_web_socket(re.compile(r"/_event"), ask_for_theirs)
     page.open()
-    mine.append(page.submit(50))
-    page.wait_status(mine[0], "succeeded")
+    mine.append(my_job(page))
     snapshots = snapshot_key(mine[0]).rsplit(":", 1)[0] + ":*"
     before = set(c.redis.scan_iter(snapshots))
     page.card(mine[0]).get_by_test_id(button).click()
     # The page's events are handled in order: once the next one's card shows, the click was handled.
+    page.choose_type("count")
     later = page.submit(10)
     page.wait_status(later, "succeeded")
     assert asked, f"the {event} event carried the other browser's job id"

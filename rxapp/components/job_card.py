@@ -1,5 +1,6 @@
 """One job's card: type and params, progress bar, step/total, percent, status, rate and ETA (or the
-time it has run), duration, its latest log line, progress message and result, log, cancel, run again."""
+time it has run), duration, its latest log line or place in line, progress message and result (in full in
+its dialog), log, cancel, run again."""
 
 import reflex as rx
 from reflex.vars.object import ObjectVar
@@ -7,6 +8,7 @@ from reflex.vars.object import ObjectVar
 from rxapp.jobview import JobView
 from rxapp.state.jobs import JobsState
 from rxapp.state.log import LogState
+from rxapp.state.result import ResultState
 from tasks.model import JobStatus
 
 STATUS_COLORS = {
@@ -40,6 +42,17 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                 status_badge(job),
                 rx.text(job.title, size="2", weight="medium", custom_attrs={"data-testid": "job-type-title"}),
                 rx.spacer(),
+                rx.cond(
+                    job.has_result,
+                    rx.button(
+                        "Result",
+                        on_click=ResultState.open(job.job_id),
+                        variant="ghost",
+                        color_scheme="gray",
+                        size="1",
+                        custom_attrs={"data-testid": "job-result-open"},
+                    ),
+                ),
                 rx.button(
                     "Log",
                     on_click=LogState.open(job.job_id),

@@ -5,6 +5,8 @@ import reflex as rx
 from rxapp.components.job_card import job_card
 from rxapp.components.job_form import job_form
 from rxapp.components.job_log import job_log
+from rxapp.components.notify_bell import notify_bell
+from rxapp.components.result_view import result_view
 from rxapp.state.jobs import JobsState
 
 
@@ -16,9 +18,11 @@ def header() -> rx.Component:
             spacing="1",
         ),
         rx.spacer(),
+        notify_bell(),
         rx.color_mode.button(aria_label="Switch between light and dark mode", title="Light / dark mode"),
         width="100%",
         align="center",
+        spacing="4",
     )
 
 
@@ -28,6 +32,7 @@ def index() -> rx.Component:
             header(),
             rx.card(job_form(), width="100%"),
             job_log(),
+            result_view(),
             rx.cond(
                 JobsState.jobs.length() > 0,
                 rx.vstack(rx.foreach(JobsState.jobs, job_card), spacing="3", width="100%"),

@@ -12,9 +12,10 @@ import reflex as rx
 from reflex.event import EventHandler, EventSpec
 
 from rxapp.hub import fetch_states, hub
-from rxapp.jobview import JobView, job_view
+from rxapp.jobview import JobView, job_view, page_title
 from rxapp.state.cookie import identify_browser, jobs_cookie, update_cookie
 from rxapp.state.form import FormState
+from rxapp.state.notify import notify_ended
 from tasks import service
 from tasks.clients import clients
 from tasks.jobtypes import InvalidParams
@@ -82,6 +83,11 @@ class JobsState(rx.State):
             job_view(new, job) if (new := latest.get(job.job_id)) and new.supersedes(job.status, job.step) else job
             for job in self._cards()
         ]
+
+    @rx.var
+    def tab_title(self) -> str:
+        """The tab's title: the progress of the running jobs, "42% · Jobstream"."""
+        return page_title(self.jobs)
 
     @rx.event
     def load_jobs(self):
@@ -219,9 +225,11 @@ class JobsState(rx.State):
         try:
             while (states := await feed.next_states()) is not None:
                 async with self:
+                    running_before = self._unfinished_ids()
                     if states:
                         self._apply(states)
                     still_running = self._unfinished_ids()
+                    ended = [job for job in self._cards() if job.job_id in running_before - still_running]
                     # Decided under the state's lock, which a submit holds while it follows its job.
                     done = feed.job_ids - still_running
                     if not still_running:
@@ -229,6 +237,8 @@ class JobsState(rx.State):
                 finished = [state.job_id for state in states if state.status.finished]
                 if finished:
                     yield update_cookie(remove=finished)
+                if ended:
+                    yield notify_ended(ended)
                 await feed.unfollow(done)
                 if not still_running:
                     return

@@ -45,8 +45,9 @@ def primes(
     small = base_primes(math.isqrt(limit))
     width = -(-(limit + 1) // segments)
     for step in ctx.steps(segments):
-        low = (step - 1) * width
-        found = ctx.checkpoint.get("found", 0) + primes_between(low, min(low + width, limit + 1), small)
-        ctx.checkpoint["found"] = found
-        ctx.progress(message=f"{found:,} primes below {min(low + width, limit + 1):,}")
+        low, high = (step - 1) * width, min(step * width, limit + 1)
+        here = primes_between(low, high, small)
+        found = ctx.checkpoint["found"] = ctx.checkpoint.get("found", 0) + here
+        ctx.log(f"segment {step}: {here:,} primes from {low:,} to {high - 1:,}")
+        ctx.progress(message=f"{found:,} primes below {high:,}")
     return {"limit": limit, "primes": ctx.checkpoint.get("found", 0)}

@@ -29,6 +29,7 @@ def text_stats(
             counts[word if case == "keep" else word.lower()] += 1
         if pause_ms:
             time.sleep(pause_ms / 1000)
+    print(f"{sum(counts.values()):,} words, {len(counts):,} of them distinct")
     return {
         "characters": len(text),
         "words": sum(counts.values()),
