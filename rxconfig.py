@@ -19,6 +19,8 @@ config = rx.Config(
     frontend_port=settings.frontend_port,
     backend_port=settings.backend_port,
     api_url=settings.api_url,
+    # The HTTP API (CORS) and the socket (its Origin) answer only pages of these origins.
+    cors_allowed_origins=list(settings.allowed_origins),
     telemetry_enabled=False,
     disable_plugins=[SitemapPlugin],
     plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="indigo", radius="large"))],

@@ -9,6 +9,7 @@ them to the rest; nothing else reads `os.environ`, and nothing reads settings at
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from functools import cache
@@ -45,6 +46,15 @@ SETTINGS: dict[str, Setting] = {
     "API_URL": Setting(
         "", "Public URL of the backend as the browser sees it (default http://localhost:<BACKEND_PORT>)"
     ),
+    "ALLOWED_ORIGINS": Setting(
+        "",
+        "Origins (scheme://host:port, comma separated) whose pages may call the API and open the socket "
+        "(default the page's and API_URL's, on localhost and 127.0.0.1)",
+    ),
+    "ALLOWED_HOSTS": Setting(
+        "", "Host names the backend answers to, comma separated (default those of ALLOWED_ORIGINS); others get 400"
+    ),
+    "API_DOCS": Setting("off", "Serve the API's interactive docs at /docs (on or off; they load scripts from a CDN)"),
     "MAX_N": Setting("10000000", "Largest number of steps of a count job"),
     "STEP_DELAY_MS": Setting("5", "Work per step of the demo job, in milliseconds (0: none)"),
     "PROGRESS_INTERVAL_MS": Setting("50", "At most one progress message per job per this many milliseconds"),
@@ -76,6 +86,9 @@ class Settings:
     frontend_port: int
     backend_port: int
     api_url: str
+    allowed_origins: tuple[str, ...]
+    allowed_hosts: tuple[str, ...]
+    api_docs: bool
     max_n: int
     step_delay_ms: float
     progress_interval_ms: float
@@ -108,6 +121,13 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def _switch(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("on", "off"):
+        raise SettingsError(f"{name} must be on or off, got {raw!r}")
+    return value == "on"
+
+
 def _float(name: str, raw: str, low: float, high: float) -> float:
     try:
         value = float(raw)
@@ -137,6 +157,31 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?|https?://\[[0-9a-fA-F:]+\](:\d{1,5})?")
+HOST_RE = re.compile(r"\*?[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]")
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if not ORIGIN_RE.fullmatch(origin):
+            raise SettingsError(f"{name} must be origins such as https://jobs.example.com, got {origin!r}")
+    return origins
+
+
+def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    hosts = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for host in hosts:
+        if not HOST_RE.fullmatch(host):
+            raise SettingsError(f"{name} must be host names such as jobs.example.com, got {host!r}")
+    return hosts
+
+
+def origin_host(origin: str) -> str:
+    """The host name of an origin: 'jobs.example.com' for https://jobs.example.com:8443."""
+    return urlsplit(origin).hostname or ""
+
+
 def _module_paths(name: str, raw: str) -> tuple[str, ...]:
     paths = tuple(part.strip() for part in raw.split(",") if part.strip())
     for path in paths:
@@ -162,6 +207,9 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "FRONTEND_PORT": lambda n, r: _int(n, r, *PORT),
     "BACKEND_PORT": lambda n, r: _int(n, r, *PORT),
     "API_URL": _text,
+    "ALLOWED_ORIGINS": _origins,
+    "ALLOWED_HOSTS": _hosts,
+    "API_DOCS": _switch,
     "MAX_N": lambda n, r: _int(n, r, 1, 10**12),
     "STEP_DELAY_MS": lambda n, r: _float(n, r, 0, 3_600_000),
     "PROGRESS_INTERVAL_MS": lambda n, r: _float(n, r, 1, 60_000),
@@ -185,6 +233,16 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     }
     if not values["api_url"]:
         values["api_url"] = f"http://localhost:{values['backend_port']}"
+    if not values["allowed_origins"]:
+        api_origin = "{0.scheme}://{0.netloc}".format(urlsplit(values["api_url"]))
+        values["allowed_origins"] = tuple(
+            dict.fromkeys(
+                [f"http://{host}:{port}" for port in (values["frontend_port"], values["backend_port"])
+                 for host in ("localhost", "127.0.0.1")] + [api_origin]
+            )
+        )  # fmt: skip
+    if not values["allowed_hosts"]:
+        values["allowed_hosts"] = tuple(dict.fromkeys(origin_host(o) for o in values["allowed_origins"]))
     assert {f.name for f in fields(Settings)} == set(values)
     return Settings(**values)
 
@@ -194,7 +252,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 # differs from the defaults is listed; a value set in the environment always wins. The README shows it
 # (`python -m settings`).
 ENVIRONMENTS: dict[str, dict[str, str]] = {
-    "run": {},
+    "run": {"API_DOCS": "on"},
     "test": {
         "REDIS_URL": "redis://127.0.0.1:6379/15",
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
@@ -203,6 +261,7 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
         "STEP_DELAY_MS": "2",
         "RUN_DIR": ".run/test",
         "JOB_MODULES": "tests.catalog",
+        "API_DOCS": "on",
     },
     "bench": {
         "REDIS_URL": "redis://127.0.0.1:6379/13",

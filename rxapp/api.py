@@ -1,20 +1,23 @@
 """The HTTP API on the Reflex backend: list job types; submit, read, read the log of, cancel and run again jobs.
 
-Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 413 for one that is too
-large, 422 for an unknown type, bad params (with `fields`: each bad param and what is allowed) or
-a bad query parameter, 404 for an unknown or malformed id, 409 to run again a job that has not
-finished, 503 when Redis or Kafka is down.
+Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 403 for a POST from a page
+of another site (its Origin is not in ALLOWED_ORIGINS), 413 for a body that is too large, 415 for
+a POST that is not `application/json` (a plain cross-site form), 422 for an unknown type, bad
+params (with `fields`: each bad param and what is allowed) or a bad query parameter, 404 for an
+unknown or malformed id, 409 to run again a job that has not finished, 503 when Redis or Kafka is
+down.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from tasks import service
@@ -97,8 +100,9 @@ class JobLog(BaseModel):
 
 EXAMPLE = '{"type": "count", "params": {"n": 1000}}'
 
-# A page of 10,000 records is about 1 MB of JSON.
-LOG_PAGE_MAX = 10_000
+# A page of steps is about 100 bytes a record; of lines up to 8 KB (their limit): a page also stops
+# at about a megabyte (tasks.joblog.PAGE_MAX_BYTES).
+LOG_PAGE_MAX = 1_000
 # Offsets are Kafka's (64-bit); kept within what every JSON reader holds exactly.
 OFFSET_MAX = 2**53
 
@@ -109,6 +113,16 @@ SUBMIT_BODY: dict[str, Any] = {"required": True, "content": {"application/json":
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text}
     for code, text in {404: "No such job", 503: "Redis or Kafka unreachable"}.items()
+}
+# What every POST may also answer: see same_site_posts.
+POST_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": Error, "description": "From a page of another site"},
+    415: {"model": Error, "description": "Not sent as application/json"},
+}
+# The body of a POST that takes none: an empty JSON object, or nothing, sent as application/json.
+NO_BODY: dict[str, Any] = {
+    "required": False,
+    "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
 }
 
 api = FastAPI(title="Jobstream API", version="1.0")
@@ -153,9 +167,32 @@ def openapi_schema() -> dict[str, Any]:
 
 api.openapi = openapi_schema  # type: ignore[method-assign]
 
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+def without_docs(app: FastAPI) -> None:
+    """Take the interactive docs away (API_DOCS off): their page loads scripts from a CDN, which a
+    deployment should not serve from its own origin. The schema stays at /openapi.json."""
+    app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) not in DOCS_PATHS]
+
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+@api.middleware("http")
+async def same_site_posts(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """A POST changes something: only from a page of an allowed origin (or a client that sends no
+    Origin, such as a script), and only as JSON, which a cross-site form cannot send without asking
+    first (CORS preflight)."""
+    if request.method == "POST":
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in clients().settings.allowed_origins:
+            return error(403, "requests from pages of other sites are refused (ALLOWED_ORIGINS)")
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != "application/json":
+            return error(415, "send the request as JSON, with the header Content-Type: application/json")
+    return await call_next(request)
 
 
 @api.exception_handler(JobNotFound)
@@ -224,7 +261,7 @@ async def bad_body(_request: Request, exc: BadBody) -> JSONResponse:
     status_code=202,
     response_model=Job,
     openapi_extra={"requestBody": SUBMIT_BODY},
-    responses={400: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}, 503: ERRORS[503]},
+    responses={400: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}, 503: ERRORS[503], **POST_ERRORS},
 )
 async def submit(request: Request) -> Job:
     """Queue a job: `{"type": ..., "params": {...}}`, or `{"n": N}` for a count job; answers at
@@ -290,7 +327,12 @@ def log_record(record: Record) -> StateRecord | LineRecord:
     return StateRecord(**record.to_dict())
 
 
-@api.post("/api/jobs/{job_id}/cancel", response_model=Job, responses=ERRORS)
+@api.post(
+    "/api/jobs/{job_id}/cancel",
+    response_model=Job,
+    responses={**ERRORS, **POST_ERRORS},
+    openapi_extra={"requestBody": NO_BODY},
+)
 def cancel_job(job_id: str) -> Job:
     """Stop the job: a queued one never starts, a running one stops within PROGRESS_INTERVAL_MS."""
     return Job(**service.cancel_job(job_id, clients()).to_dict())
@@ -300,7 +342,13 @@ def cancel_job(job_id: str) -> Job:
     "/api/jobs/{job_id}/rerun",
     status_code=202,
     response_model=Job,
-    responses={**ERRORS, 409: {"model": Error, "description": "The job has not finished"}, 422: {"model": Error}},
+    responses={
+        **ERRORS,
+        **POST_ERRORS,
+        409: {"model": Error, "description": "The job has not finished"},
+        422: {"model": Error},
+    },
+    openapi_extra={"requestBody": NO_BODY},
 )
 def rerun_job(job_id: str) -> Job:
     """Queue a new job of the same type with the same params as this finished one; answers with the new job."""

@@ -1,8 +1,10 @@
 """Builds the Reflex app: the page, the HTTP API and the shared progress listener."""
 
 import reflex as rx
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp
 
-from rxapp.api import api
+from rxapp.api import api, without_docs
 from rxapp.hub import hub
 from rxapp.pages.index import index
 from rxapp.state.form import FormState
@@ -13,9 +15,18 @@ from tasks.clients import clients
 # Every job type now: a module named in JOB_MODULES that cannot be imported, or a type the
 # catalog refuses, stops the app at start with the reason, not at a page's first request.
 clients().catalog  # noqa: B018 - loading it is the point
+if not clients().settings.api_docs:
+    without_docs(api)
+
+
+def known_hosts_only(backend: ASGIApp) -> ASGIApp:
+    """Answer 400 to a request, or a socket, for another host name than ALLOWED_HOSTS: a site that
+    points its own name at this server (DNS rebinding) gets nothing."""
+    return TrustedHostMiddleware(backend, allowed_hosts=list(clients().settings.allowed_hosts), www_redirect=False)
+
 
 app = rx.App(
-    api_transformer=api,
+    api_transformer=[api, known_hosts_only],
     head_components=[
         rx.el.meta(name="application-name", content="Jobstream"),
         rx.el.meta(name="description", content="Jobstream: run long background jobs and watch them live."),

@@ -18,7 +18,7 @@ from typing import Any
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from settings import PROJECT_ROOT, Settings, get_settings
+from settings import PROJECT_ROOT, Settings, use_environment
 from stack.processes import WORKER_ENV, app_env
 from stack.services import ServiceError, plan
 
@@ -75,7 +75,7 @@ def app_commands(settings: Settings) -> dict[str, str]:
 
 
 def main() -> int:
-    settings = get_settings()
+    settings = use_environment("run")  # its values reach the processes it starts
     try:
         services = plan(settings)
     except ServiceError as exc:

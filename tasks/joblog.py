@@ -170,6 +170,10 @@ CHASE_S = 0.25
 # How far back from the end `last` looks for the last state, in turn, past the lines a job wrote
 # after it (at most LOG_MAX_LINES of them, and a few states in between).
 LAST_STATE_WINDOWS = (1, 256, 16_384)
+# A page stops once it holds this many bytes of records (a page of long lines could hold megabytes).
+PAGE_MAX_BYTES = 1_000_000
+# How long a read waits for one of the pool's consumers before the broker counts as unavailable.
+POOL_WAIT_S = 5.0
 # Most records one filtered page reads through (a page of lines in a log of a million steps
 # comes in several pages, some of them empty, rather than as one long read).
 SCAN_MAX = 100_000
@@ -186,8 +190,9 @@ class JobLogReader:
     metadata for a deleted topic that crashes librdkafka). Deletion waits longer than that.
     """
 
-    def __init__(self, settings: Settings, pool_size: int = 4) -> None:
+    def __init__(self, settings: Settings, pool_size: int = 4, pool_wait_s: float = POOL_WAIT_S) -> None:
         self.settings = settings
+        self.pool_wait_s = pool_wait_s
         self.timeout_s = max(min(settings.broker_wait_s, 10.0), 1.0)
         self._pool_size = pool_size
         self._idle: list[tuple[float, Consumer]] = []
@@ -215,8 +220,9 @@ class JobLogReader:
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap_forever, name="joblog-reaper", daemon=True)
                 self._reaper.start()
-            while not self._idle and self._count >= self._pool_size:
-                self._ready.wait()
+            ready = self._ready.wait_for(lambda: self._idle or self._count < self._pool_size, self.pool_wait_s)
+            if not ready:
+                raise JobLogError(f"every reader of the job logs is busy ({self._pool_size} of them)")
             if self._idle:
                 born, consumer = self._idle.pop()
             else:
@@ -332,19 +338,22 @@ class JobLogReader:
         return records
 
     def page(self, job_id: str, offset: int, limit: int, kinds: frozenset[LineKind] | None = None) -> LogPage:
-        """At most `limit` records from `offset` (0 is the job's first record) on; with `kinds`,
-        only records of those kinds, reading through at most SCAN_MAX records."""
+        """At most `limit` records (and about PAGE_MAX_BYTES) from `offset` (0 is the job's first
+        record) on; with `kinds`, only records of those kinds, reading through at most SCAN_MAX."""
         topic = topic_name(self.settings, job_id)
         with self._consumer() as consumer:
             low, high = self._watermarks(consumer, topic)
             records: list[Record] = []
             next_offset = max(low, offset)
+            size = 0
             values = self._values(consumer, topic, (low, high), next_offset)
             for scanned, (record_offset, value) in enumerate(values):
-                if len(records) == limit or (kinds is not None and scanned == SCAN_MAX):
+                full = len(records) == limit or (records and size + len(value) > PAGE_MAX_BYTES)
+                if full or (kinds is not None and scanned == SCAN_MAX):
                     return LogPage(records, next_offset, end=False)
                 if kinds is None or record_kind(value) in kinds:
                     records.append(parse_record(value))
+                    size += len(value)
                 next_offset = record_offset + 1
             return LogPage(records, next_offset, end=True)
 

@@ -27,6 +27,11 @@ LEASE_MS = 10_000
 PURGING_KEY = f"{KEY_PREFIX}purging"
 # Hash job_id -> total of the jobs a runner has started and not finished.
 RUNNING_KEY = f"{KEY_PREFIX}running"
+# Set of every job id submitted or started and not yet purged: an id outside it is not found,
+# without a question to Kafka (see load). INDEX_COMPLETE_KEY says the set holds every job: it is
+# gone with the rest of Redis's data, until the set is rebuilt from the topics (service.rebuild_index).
+INDEX_KEY = f"{KEY_PREFIX}jobs"
+INDEX_COMPLETE_KEY = f"{KEY_PREFIX}jobs:complete"
 # Keep the lease if it is ours (or lapsed and free); report 0 if another runner took it.
 RENEW_LEASE = """
 local holder = redis.call('get', KEYS[1])
@@ -103,13 +108,18 @@ def store(client: redis.Redis, settings: Settings, state: JobState) -> None:
     pipe.execute()
 
 
+def add_to_index(client: redis.Redis | redis.client.Pipeline, job_id: str) -> None:
+    client.sadd(INDEX_KEY, check_job_id(job_id))
+
+
 def refill(client: redis.Redis, settings: Settings, state: JobState) -> None:
     """Put back a snapshot rebuilt from Kafka, unless a fresher one arrived meanwhile."""
     client.set(snapshot_key(state.job_id), state.to_json(), ex=settings.retention_s or None, nx=True)
 
 
-def load(client: redis.Redis, job_id: str) -> JobState | None:
-    """The job's snapshot, with its params; JobNotFound once retention has condemned the job.
+def load(client: redis.Redis, job_id: str, indexed: bool = True) -> JobState | None:
+    """The job's snapshot, with its params; None when Redis has none (its log may: ask it); JobNotFound
+    once retention has condemned the job, or (with `indexed`) when the complete index lacks it.
 
     A queued or finished job's snapshot holds its params; a running job's progress messages do
     not (they go to every page that follows it), so its params are kept beside it."""
@@ -117,10 +127,14 @@ def load(client: redis.Redis, job_id: str) -> JobState | None:
     pipe.get(snapshot_key(job_id))
     pipe.get(params_key(job_id))
     pipe.exists(gone_key(job_id))
-    raw, raw_params, gone = pipe.execute()
+    pipe.sismember(INDEX_KEY, job_id)
+    pipe.exists(INDEX_COMPLETE_KEY)
+    raw, raw_params, gone, indexed_here, index_complete = pipe.execute()
     if gone:
         raise JobNotFound("no such job")
     if raw is None:
+        if indexed and index_complete and not indexed_here:
+            raise JobNotFound("no such job")
         return None
     state = JobState.from_json(raw)
     if state.params is None and raw_params is not None:

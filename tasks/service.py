@@ -85,7 +85,10 @@ def submit_job(job_type: object, params: object, c: Clients, owner: str | None =
     elif not owners.admit(c.redis, c.settings, owner, c.settings.max_jobs_per_browser, state):
         raise TooManyJobs(c.settings.max_jobs_per_browser)
     try:
-        queue.join(c.redis, state.job_id, state.ts)
+        pipe = c.redis.pipeline(transaction=False)
+        progress.add_to_index(pipe, state.job_id)
+        queue.join(pipe, state.job_id, state.ts)
+        pipe.execute()
         _enqueue(c, state.job_id, job.name, values)
     except Exception:
         # Not queued: leave no snapshot behind that would read as a job waiting forever.
@@ -202,6 +205,7 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     A runner renews its job's lease while it runs; a lapsed lease means no one runs the job. The
     task it gets back resumes after the last step in the job's log (see tasks.worker.runner.run_job).
     """
+    rebuild_index(c)
     queue.forget_stale(c.redis)
     recovered = []
     running = cast(dict[bytes, bytes], c.redis.hgetall(progress.RUNNING_KEY))
@@ -221,6 +225,21 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     return recovered
 
 
+def rebuild_index(c: Clients) -> int:
+    """After Redis lost its data, put every job that has a topic back in the job index (see
+    progress.INDEX_KEY); nothing when the index is complete. Returns how many it added."""
+    if c.redis.exists(progress.INDEX_COMPLETE_KEY):
+        return 0
+    job_ids = c.admin.job_ids()
+    pipe = c.redis.pipeline(transaction=False)
+    for start in range(0, len(job_ids), 1000):
+        pipe.sadd(progress.INDEX_KEY, *job_ids[start : start + 1000])
+    pipe.set(progress.INDEX_COMPLETE_KEY, 1)
+    pipe.execute()
+    log.info("job index rebuilt from Kafka: %d jobs", len(job_ids))
+    return len(job_ids)
+
+
 def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
     """Delete the logs and snapshots of jobs that finished more than the retention ago.
 
@@ -230,17 +249,19 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
     """
     now = time.time() if now is None else now
     condemned_now = 0
+    topics = set(c.admin.job_ids())
+    _forget_vanished(c, topics)
     scored = cast(list[tuple[bytes, float]], c.redis.zrange(progress.PURGING_KEY, 0, -1, withscores=True))
     condemned = {raw.decode(): at for raw, at in scored}
     due = [job_id for job_id, at in condemned.items() if at <= now - PURGE_GRACE_S]
     reader = JobLogReader(c.settings, pool_size=1)  # closed before anything is deleted
     try:
-        for job_id in c.admin.job_ids():
+        for job_id in topics:
             if job_id in condemned:
                 continue
             try:
                 # The snapshot, while Redis has it, is the log's last record: no Kafka read.
-                last = progress.load(c.redis, job_id) or reader.last(job_id)
+                last = progress.load(c.redis, job_id, indexed=False) or reader.last(job_id)
             except JobNotFound:
                 continue
             except JobLogError as exc:  # one unreadable log must not stop the purge of the others
@@ -258,10 +279,26 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
         ]
         c.redis.delete(*keys)
         c.redis.zrem(progress.PURGING_KEY, *due)
+        c.redis.srem(progress.INDEX_KEY, *due)
         queue.leave(c.redis, *due)
     if due or condemned_now:
         log.info("retention: %d expired jobs condemned, %d deleted", condemned_now, len(due))
     return due
+
+
+def _forget_vanished(c: Clients, topics: set[str]) -> None:
+    """Take out of the job index the jobs with neither a topic nor a snapshot any more (a job
+    cancelled before it started has no topic, and its snapshot expires with the retention)."""
+    candidates = [raw.decode() for raw in cast(set[bytes], c.redis.smembers(progress.INDEX_KEY))]
+    candidates = [job_id for job_id in candidates if job_id not in topics]
+    if not candidates:
+        return
+    pipe = c.redis.pipeline(transaction=False)
+    for job_id in candidates:
+        pipe.exists(progress.snapshot_key(job_id))
+    vanished = [job_id for job_id, kept in zip(candidates, pipe.execute(), strict=True) if not kept]
+    if vanished:
+        c.redis.srem(progress.INDEX_KEY, *vanished)
 
 
 def _condemn(c: Clients, job_id: str, now: float) -> None:

@@ -137,7 +137,7 @@ def test_bodies_that_are_not_json_or_too_large(client: TestClient, content: byte
 def test_unknown_or_malformed_ids_answer_404(client: TestClient, job_id: str) -> None:
     assert client.get(f"/api/jobs/{job_id}").status_code == 404
     assert client.get(f"/api/jobs/{job_id}/log").status_code == 404
-    response = client.post(f"/api/jobs/{job_id}/cancel")
+    response = client.post(f"/api/jobs/{job_id}/cancel", json={})
     assert response.status_code == 404
     assert response.json() == {"error": "no such job"}
 
@@ -246,7 +246,7 @@ def test_run_again_queues_a_new_job_of_a_finished_one_and_refuses_the_rest(
 ) -> None:
     first = client.post("/api/jobs", json={"type": "primes", "params": {"limit": 1000, "segments": 4}}).json()
     done = wait_finished(c, first["job_id"])
-    answer = client.post(f"/api/jobs/{first['job_id']}/rerun")
+    answer = client.post(f"/api/jobs/{first['job_id']}/rerun", json={})
     assert answer.status_code == 202
     again = answer.json()
     assert again["job_id"] != first["job_id"]
@@ -256,10 +256,10 @@ def test_run_again_queues_a_new_job_of_a_finished_one_and_refuses_the_rest(
 
     running = client.post("/api/jobs", json={"type": "silent", "params": {"seconds": 30}}).json()
     before = job_keys(c)
-    refused = client.post(f"/api/jobs/{running['job_id']}/rerun")
+    refused = client.post(f"/api/jobs/{running['job_id']}/rerun", json={})
     assert refused.status_code == 409
     assert "has not finished yet" in refused.json()["error"]
     assert job_keys(c) == before
-    client.post(f"/api/jobs/{running['job_id']}/cancel")
+    client.post(f"/api/jobs/{running['job_id']}/cancel", json={})
     for job_id in (str(uuid.uuid4()), "nope"):
-        assert client.post(f"/api/jobs/{job_id}/rerun").status_code == 404
+        assert client.post(f"/api/jobs/{job_id}/rerun", json={}).status_code == 404

@@ -113,10 +113,12 @@ def test_kafka_runs_kraft_on_a_pinned_official_image_with_persistent_logs(normal
     assert "healthcheck:" in kafka
 
 
-def test_redis_appends_to_a_named_volume(normalized: str) -> None:
+def test_redis_appends_to_a_named_volume_and_refuses_rather_than_evicts_when_full(normalized: str) -> None:
     redis = service(normalized, "redis")
     command = value_list(redis, "command")
     assert command[command.index("--appendonly") + 1] == "yes", command
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction", command
+    assert command[command.index("--maxmemory") + 1] == "512mb", command
     assert mounts_named_volume(normalized, redis, "/data"), redis
     assert "healthcheck:" in redis
 
@@ -154,3 +156,9 @@ def test_the_worker_and_the_app_load_the_same_job_modules_from_the_callers_shell
     assert result.returncode == 0, result.stderr
     for name in ("app", "worker"):
         assert env(service(result.stdout, name), "JOB_MODULES") == "myteam.jobs,myteam.reports"
+
+
+def test_the_app_is_published_on_this_machine_only(normalized: str) -> None:
+    app = service(normalized, "app")
+    assert re.search(r"host_ip: 127\.0\.0\.1|- 127\.0\.0\.1:3000:3000", app), app
+    assert "0.0.0.0:3000" not in app

@@ -24,7 +24,7 @@ from tasks import progress, queue
 from tasks.clients import Clients
 from tasks.joblog import JobLogError, topic_name
 from tasks.jobtypes import JobType, find
-from tasks.model import InvalidInput, JobState, JobStatus, check_job_id
+from tasks.model import InvalidInput, JobNotFound, JobState, JobStatus, check_job_id
 from tasks.worker import output, tqdm_capture
 from tasks.worker.context import JobCancelled, JobSuperseded, LogUnwritable, RunContext
 
@@ -47,6 +47,7 @@ def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients) -> J
     whether an earlier run was interrupted, and does what the job type declares (OnWorkerLost).
     """
     check_job_id(job_id)
+    progress.add_to_index(c.redis, job_id)  # a task sent without a submit, too
     lease = progress.Lease(c.redis, job_id)
     if not lease.wait(progress.LEASE_MS / 1000 + 1):
         log.info("job %s is run by another worker; this copy stops", job_id)
@@ -95,6 +96,16 @@ def _run_leased(
 ) -> JobState:
     """Start, resume or restart the job from what its log holds; raises JobLogError when Kafka
     cannot be used. `interrupted` says what stopped an earlier run, if the log shows one."""
+    if c.redis.exists(progress.cancel_key(job_id)) and not _has_log(c, job_id):
+        # Cancelled before it ever started: no step ran, and no topic is made for it.
+        queued = progress.load(c.redis, job_id, indexed=False)
+        final = (
+            replace(queued, status=JobStatus.CANCELLED, ts=time.time())
+            if queued is not None
+            else _final(job_id, job_type, params, JobStatus.CANCELLED, None)
+        )
+        publisher.publish_final(final)
+        return final
     c.admin.create(job_id)
     last = c.reader.last(job_id)
     if last is not None and last.status.finished:
@@ -130,6 +141,15 @@ def _run_leased(
     c.writer.append(topic_name(c.settings, job_id), job_id, replace(first, params=params).to_json())
     publisher.publish(first)
     return _finish(c, publisher, _call(job, dict(values), ctx, params))
+
+
+def _has_log(c: Clients, job_id: str) -> bool:
+    """Whether the job has a topic (an earlier run made it)."""
+    try:
+        c.reader.last(job_id)
+    except JobNotFound:
+        return False
+    return True
 
 
 def _call(job: JobType, values: dict[str, Any], ctx: RunContext, params: dict[str, Any]) -> JobState:

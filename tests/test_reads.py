@@ -1,0 +1,119 @@
+"""Reads that a client cannot make expensive: an id unknown to the job index is not found without a
+question to Kafka (and the index comes back after Redis lost it), a log page is bounded in records
+and bytes, and a read waits a bounded time for a log reader."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from starlette.testclient import TestClient
+
+from rxapp.api import LOG_PAGE_MAX, api
+from settings import Settings
+from tasks import progress, service
+from tasks.clients import Clients
+from tasks.joblog import PAGE_MAX_BYTES, JobLogError, JobLogReader, topic_name
+from tasks.model import JobNotFound, JobStatus, LogLine, ServiceUnavailable
+from tasks.worker import runner
+
+
+@pytest.fixture
+def without_kafka(settings: Settings) -> Clients:
+    """Clients whose Kafka never answers: a read that reaches it fails, one that does not succeeds."""
+    return Clients(dataclasses.replace(settings, kafka_bootstrap_servers="127.0.0.1:9", broker_wait_s=1.0))
+
+
+def finished_job(c: Clients) -> str:
+    job_id = str(uuid.uuid4())
+    assert runner.run_job(job_id, "count", {"n": 3}, c).status is JobStatus.SUCCEEDED
+    return job_id
+
+
+def test_an_id_unknown_to_the_index_is_not_found_without_asking_kafka(c: Clients, without_kafka: Clients) -> None:
+    known = finished_job(c)
+    service.rebuild_index(c)  # what beat's check does when the index is not complete
+    c.redis.delete(progress.snapshot_key(known))  # so that only its log can answer for it
+    unknown = str(uuid.uuid4())
+    started = time.monotonic()
+    for call in (
+        lambda: service.get_job(unknown, without_kafka),
+        lambda: service.read_log(unknown, 0, 10, without_kafka),
+        lambda: service.cancel_job(unknown, without_kafka),
+        lambda: service.rerun_job(unknown, without_kafka),
+    ):
+        with pytest.raises(JobNotFound):
+            call()
+    assert time.monotonic() - started < 1.0, "no call waited for the broker"
+    # A job the index holds is asked of its log: with Kafka down, that is a 503, not a 404.
+    with pytest.raises(ServiceUnavailable):
+        service.get_job(known, without_kafka)
+    assert service.get_job(known, c).status is JobStatus.SUCCEEDED
+
+
+def test_the_index_lost_with_redis_is_rebuilt_from_the_topics(c: Clients, without_kafka: Clients) -> None:
+    known = finished_job(c)
+    c.redis.delete(progress.INDEX_KEY, progress.INDEX_COMPLETE_KEY, progress.snapshot_key(known))
+    unknown = str(uuid.uuid4())
+    # Not complete: an unknown id is asked of Kafka, as before there was an index.
+    with pytest.raises(ServiceUnavailable):
+        service.get_job(unknown, without_kafka)
+    assert service.get_job(known, c).status is JobStatus.SUCCEEDED
+    assert service.rebuild_index(c) >= 1
+    assert c.redis.sismember(progress.INDEX_KEY, known)
+    assert service.rebuild_index(c) == 0, "a complete index is left alone"
+    with pytest.raises(JobNotFound):
+        service.get_job(unknown, without_kafka)
+    # A job submitted now is in it at once.
+    submitted = service.submit_job("count", {"n": 5}, c)
+    assert c.redis.sismember(progress.INDEX_KEY, submitted.job_id)
+    service.cancel_job(submitted.job_id, c)
+
+
+def test_a_log_page_holds_at_most_a_thousand_records_and_about_a_megabyte(c: Clients) -> None:
+    client = TestClient(api)
+    job_id = str(uuid.uuid4())
+    answer = client.get(f"/api/jobs/{job_id}/log", params={"limit": LOG_PAGE_MAX + 1})
+    assert answer.status_code == 422
+    assert "limit" in answer.json()["error"]
+    c.admin.create(job_id)
+    progress.add_to_index(c.redis, job_id)
+    topic = topic_name(c.settings, job_id)
+    line = "x" * 8000
+    c.writer.begin()
+    for _ in range(300):
+        c.writer.append(topic, job_id, LogLine(job_id, line, time.time()).to_json())
+    c.writer.flush()
+    page = c.reader.page(job_id, 0, LOG_PAGE_MAX)
+    size = sum(len(record.to_json()) for record in page.records)
+    assert not page.end
+    assert PAGE_MAX_BYTES - 9000 < size <= PAGE_MAX_BYTES
+    assert len(c.reader.records(job_id)) == 300, "the next pages hold the rest"
+
+
+def test_a_read_waits_a_bounded_time_for_a_busy_pool(c: Clients, settings: Settings) -> None:
+    reader = JobLogReader(settings, pool_size=1, pool_wait_s=0.3)
+    job_id = finished_job(c)
+    outcome: list[object] = []
+    with reader._consumer():  # the pool's one consumer, held as a slow read would
+        thread = threading.Thread(target=lambda: outcome.append(_try(lambda: reader.last(job_id))))
+        started = time.monotonic()
+        thread.start()
+        thread.join(5)
+        waited = time.monotonic() - started
+    assert isinstance(outcome[0], JobLogError)
+    assert "busy" in str(outcome[0])
+    assert 0.3 <= waited < 2
+    assert reader.last(job_id) is not None, "free again once the read ends"
+    reader.close()
+
+
+def _try(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except JobLogError as exc:
+        return exc
