@@ -61,6 +61,7 @@ SETTINGS: dict[str, Setting] = {
     "JOB_RETENTION_HOURS": Setting("168", "Finished jobs' topics and snapshots are deleted after this many hours"),
     "BROKER_WAIT_S": Setting("30", "How long a job waits for an unreachable Kafka before it fails"),
     "MAX_JOBS_PER_BROWSER": Setting("20", "Most unfinished jobs one browser may hold"),
+    "MAX_QUEUED_JOBS": Setting("10000", "Most jobs waiting for a worker; a submit beyond it is refused (503)"),
     "MAX_BODY_BYTES": Setting("4096", "Largest HTTP API request body, and largest params of a job"),
     "RESULT_MAX_BYTES": Setting(
         "65536", "Largest result (JSON) a job may return, at most 900000 (a Kafka record); a larger one fails the job"
@@ -95,6 +96,7 @@ class Settings:
     job_retention_hours: float
     broker_wait_s: float
     max_jobs_per_browser: int
+    max_queued_jobs: int
     max_body_bytes: int
     result_max_bytes: int
     log_max_lines: int
@@ -216,6 +218,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "JOB_RETENTION_HOURS": lambda n, r: _float(n, r, 0, 24 * 365 * 10),
     "BROKER_WAIT_S": lambda n, r: _float(n, r, 0, 3600),
     "MAX_JOBS_PER_BROWSER": lambda n, r: _int(n, r, 1, 1000),
+    "MAX_QUEUED_JOBS": lambda n, r: _int(n, r, 1, 10**7),
     "MAX_BODY_BYTES": lambda n, r: _int(n, r, 64, 10**7),
     # A final record holds the result: within Kafka's default largest record (1 MB).
     "RESULT_MAX_BYTES": lambda n, r: _int(n, r, 64, 900_000),

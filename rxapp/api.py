@@ -5,7 +5,7 @@ of another site (its Origin is not in ALLOWED_ORIGINS), 413 for a body that is t
 a POST that is not `application/json` (a plain cross-site form), 422 for an unknown type, bad
 params (with `fields`: each bad param and what is allowed) or a bad query parameter, 404 for an
 unknown or malformed id, 409 to run again a job that has not finished, 503 when Redis or Kafka is
-down.
+down, or when MAX_QUEUED_JOBS jobs wait already (then with Retry-After).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tasks.model import (
     JobStillRunning,
     LineKind,
     LogLine,
+    QueueFull,
     Record,
     ServiceUnavailable,
 )
@@ -217,6 +218,13 @@ async def bad_query(_request: Request, exc: RequestValidationError) -> JSONRespo
 @api.exception_handler(JobStillRunning)
 async def still_running(_request: Request, exc: JobStillRunning) -> JSONResponse:
     return error(409, str(exc))
+
+
+@api.exception_handler(QueueFull)
+async def queue_full(_request: Request, exc: QueueFull) -> JSONResponse:
+    answer = error(503, str(exc))
+    answer.headers["Retry-After"] = str(exc.retry_after_s)
+    return answer
 
 
 @api.exception_handler(ServiceUnavailable)

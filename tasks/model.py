@@ -51,6 +51,17 @@ class TooManyJobs(RuntimeError):
         self.limit = limit
 
 
+class QueueFull(RuntimeError):
+    """MAX_QUEUED_JOBS jobs wait for a worker already; nothing was created. `retry_after_s`: when a
+    place should free up (the next start, as estimated)."""
+
+    def __init__(self, waiting: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"Jobstream is busy: {waiting:,} jobs are waiting for a worker. Try again in about {retry_after_s} s."
+        )
+        self.retry_after_s = retry_after_s
+
+
 class JobStillRunning(RuntimeError):
     """The job has not finished: it cannot be run again yet."""
 

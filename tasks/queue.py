@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -22,7 +23,7 @@ from typing import cast
 import redis
 
 from tasks import progress
-from tasks.model import JobState, JobStatus
+from tasks.model import JobState, JobStatus, QueueFull
 
 # Sorted set job_id -> submit time of the jobs waiting for a worker.
 QUEUE_KEY = f"{progress.KEY_PREFIX}queue"
@@ -32,8 +33,27 @@ SIMULATED_MAX = 10_000
 STALE_S = 60.0
 
 
-def join(client: redis.Redis | redis.client.Pipeline, job_id: str, at: float) -> None:
-    client.zadd(QUEUE_KEY, {job_id: at})
+# Join the line unless it holds ARGV[3] jobs already: 1 when joined, 0 when full.
+JOIN_UNLESS_FULL = """
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+# When no running job has an estimate, a refused submit is told to come back after this long.
+RETRY_AFTER_S = 5
+
+
+def join(client: redis.Redis, job_id: str, at: float, limit: int) -> None:
+    """Put the job in line; QueueFull (nothing changed) when `limit` jobs wait already."""
+    if not client.eval(JOIN_UNLESS_FULL, 1, QUEUE_KEY, job_id, at, limit):
+        raise QueueFull(limit, retry_after_s(client))
+
+
+def retry_after_s(client: redis.Redis) -> int:
+    """Whole seconds until the next job should start (a place in line frees up then)."""
+    running = _running(client, [raw.decode() for raw in cast(list[bytes], client.hkeys(progress.RUNNING_KEY))])
+    soonest = start_estimates(running, [1])[1]
+    return RETRY_AFTER_S if soonest is None else max(1, math.ceil(soonest))
 
 
 def leave(client: redis.Redis | redis.client.Pipeline, *job_ids: str) -> None:

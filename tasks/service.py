@@ -75,20 +75,19 @@ def submit_job(job_type: object, params: object, c: Clients, owner: str | None =
     the new id. Refused input raises InvalidInput and creates nothing.
 
     With an `owner`, the job counts against their MAX_JOBS_PER_BROWSER unfinished jobs: over it,
-    TooManyJobs is raised and nothing is created.
+    TooManyJobs is raised and nothing is created. With MAX_QUEUED_JOBS jobs waiting already,
+    QueueFull is raised and nothing is created.
     """
     job, values = check_params(job_type, params, c)
     total = job.total(values) if job.total is not None else 0
     state = JobState(str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time(), job_type=job.name, params=values)
-    if owner is None:
-        progress.store(c.redis, c.settings, state)
-    elif not owners.admit(c.redis, c.settings, owner, c.settings.max_jobs_per_browser, state):
-        raise TooManyJobs(c.settings.max_jobs_per_browser)
+    queue.join(c.redis, state.job_id, state.ts, c.settings.max_queued_jobs)  # QueueFull when it is full
     try:
-        pipe = c.redis.pipeline(transaction=False)
-        progress.add_to_index(pipe, state.job_id)
-        queue.join(pipe, state.job_id, state.ts)
-        pipe.execute()
+        if owner is None:
+            progress.store(c.redis, c.settings, state)
+        elif not owners.admit(c.redis, c.settings, owner, c.settings.max_jobs_per_browser, state):
+            raise TooManyJobs(c.settings.max_jobs_per_browser)
+        progress.add_to_index(c.redis, state.job_id)
         _enqueue(c, state.job_id, job.name, values)
     except Exception:
         # Not queued: leave no snapshot behind that would read as a job waiting forever.

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,9 +15,10 @@ from rxapp.api import api
 from rxapp.jobview import ordinal, queue_text
 from stack.processes import Child
 from tasks import queue, service
-from tasks.clients import Clients
+from tasks.clients import Clients, clients
 from tasks.model import JobState, JobStatus
 from tests.conftest import wait_finished, wait_for
+from tests.test_fuzz import job_keys
 
 NOW = 1_000_000.0
 
@@ -119,3 +122,27 @@ def test_a_job_that_ended_without_starting_leaves_the_line(c: Clients) -> None:
     assert c.redis.zscore(queue.QUEUE_KEY, ended.job_id) is None
     service.cancel_job(queued.job_id, c)
     assert c.redis.zscore(queue.QUEUE_KEY, queued.job_id) is None
+
+
+def test_a_submit_beyond_max_queued_jobs_is_refused_with_retry_after_and_creates_nothing(
+    c: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker runs here: what is submitted stays in line (with what earlier tests left there)."""
+    waiting = cast(int, c.redis.zcard(queue.QUEUE_KEY))
+    limited = dataclasses.replace(c.settings, max_queued_jobs=waiting + 2)
+    monkeypatch.setattr(clients(), "settings", limited)  # the API's settings, as MAX_QUEUED_JOBS would set them
+    client = TestClient(api)
+    admitted = [client.post("/api/jobs", json={"n": 5}) for _ in range(2)]
+    assert [answer.status_code for answer in admitted] == [202, 202]
+    keys, tasks = job_keys(c), c.redis.llen("celery")
+    refused = client.post("/api/jobs", json={"n": 5})
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"].startswith(f"Jobstream is busy: {waiting + 2:,} jobs are waiting")
+    assert (job_keys(c), c.redis.llen("celery"), c.redis.zcard(queue.QUEUE_KEY)) == (keys, tasks, waiting + 2)
+    # A place frees up: the next submit goes through.
+    client.post(f"/api/jobs/{admitted[0].json()['job_id']}/cancel", json={})
+    again = client.post("/api/jobs", json={"n": 5})
+    assert again.status_code == 202
+    for answer in (admitted[1], again):
+        client.post(f"/api/jobs/{answer.json()['job_id']}/cancel", json={})

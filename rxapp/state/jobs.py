@@ -19,7 +19,7 @@ from rxapp.state.notify import notify_ended
 from tasks import service
 from tasks.clients import clients
 from tasks.jobtypes import InvalidParams
-from tasks.model import InvalidInput, JobNotFound, JobState, ServiceUnavailable, TooManyJobs, is_job_id
+from tasks.model import InvalidInput, JobNotFound, JobState, QueueFull, ServiceUnavailable, TooManyJobs, is_job_id
 from tasks.owners import is_owner_id
 
 # A browser cookie holds at most ~4 KB; anything longer is not ours and is not parsed.
@@ -157,7 +157,7 @@ class JobsState(rx.State):
         except InvalidParams as exc:
             self.error = sentence(form.refused(exc.errors))
             return []
-        except (InvalidInput, TooManyJobs, ServiceUnavailable) as exc:
+        except (InvalidInput, TooManyJobs, QueueFull, ServiceUnavailable) as exc:
             self.error = sentence(str(exc))
             return []
         form.accepted()
@@ -173,7 +173,7 @@ class JobsState(rx.State):
         except JobNotFound:
             self.error = "This job is gone: it was deleted after the retention period."
             return None
-        except (InvalidInput, TooManyJobs, ServiceUnavailable) as exc:
+        except (InvalidInput, TooManyJobs, QueueFull, ServiceUnavailable) as exc:
             self.error = sentence(str(exc))
             return None
         return await self._show_new(state)
