@@ -137,6 +137,7 @@ class PageFeed:
                 updates = [await self.queue.get(), *self._drain()]
         except TimeoutError:
             return []
+        self.hub._due.discard(self)
         states = [update for update in updates if update is not RESYNC]
         if RESYNC in updates:
             states += (await fetch_states(self.job_ids)).values()
@@ -152,6 +153,8 @@ class ProgressHub:
         self._feeds: dict[str, PageFeed] = {}
         self._subs: dict[str, set[PageFeed]] = {}
         self._watching: set[PageFeed] = set()
+        # Feeds with an update their watcher has not taken yet: the pages pacing is shared among.
+        self._due: set[PageFeed] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self.reconnects = 0
         # Followed jobs seen out of line (started, or never queued here): their places are not read.
@@ -191,9 +194,10 @@ class ProgressHub:
         every coalesced message within PAGE_UPDATES_PER_S, there is no pause; beyond that each
         page's updates are spaced so that all of them together stay within it: the process does a
         bounded amount of work per second instead of falling behind, and what queued up meanwhile
-        is applied as one update.
+        is applied as one update. Only pages with an update due count: a page whose jobs say
+        nothing (or a socket that follows a job and never reads) slows no one else's updates.
         """
-        period_s = len(self._watching) / PAGE_UPDATES_PER_S
+        period_s = len(self._due) / PAGE_UPDATES_PER_S
         return period_s if period_s > self.settings.progress_interval_s else 0.0
 
     async def _follow(self, feed: PageFeed, job_ids: set[str]) -> None:
@@ -219,6 +223,7 @@ class ProgressHub:
                 gone.append(job_id)
         if not feed.job_ids:
             self._watching.discard(feed)
+            self._due.discard(feed)
         if gone and self._pubsub is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 await self._pubsub.unsubscribe(*(channel(job_id) for job_id in gone))
@@ -230,8 +235,12 @@ class ProgressHub:
         state = JobState.from_json(message["data"])
         if state.status is not JobStatus.QUEUED:
             self._started.add(state.job_id)
+        self._hand(feeds, state)
+
+    def _hand(self, feeds: Iterable[PageFeed], update: JobState | None) -> None:
         for feed in feeds:
-            feed.queue.put_nowait(state)
+            feed.queue.put_nowait(update)
+            self._due.add(feed)
 
     async def refresh_places(self) -> None:
         """Hand the pages the new place in line (or estimated start) of each queued job they
@@ -251,8 +260,7 @@ class ProgressHub:
             starts_in = None if state.starts_in is None else round(state.starts_in)
             if self._places.get(job_id) != (state.queue_position, starts_in):
                 self._places[job_id] = (state.queue_position, starts_in)
-                for feed in self._subs.get(job_id, ()):
-                    feed.queue.put_nowait(state)
+                self._hand(self._subs.get(job_id, ()), state)
 
     async def _refresh_places_forever(self) -> None:
         while True:
@@ -263,8 +271,7 @@ class ProgressHub:
                 log.exception("reading the places in line failed")
 
     def _resync(self) -> None:
-        for feed in self._watching:
-            feed.queue.put_nowait(RESYNC)
+        self._hand(list(self._watching), RESYNC)
 
     async def run(self, app: Any) -> None:
         """Listen until cancelled (at shutdown), reconnecting with backoff when Redis goes away."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from rxapp.hub import PAGE_UPDATES_PER_S, PageFeed, ProgressHub
+from tasks.model import JobState, JobStatus
+from tasks.progress import channel
 from tests.conftest import run_async
 
 JOB_IDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(4)]
@@ -19,17 +21,30 @@ async def watch(hub: ProgressHub, count: int, first: int = 0) -> list[PageFeed]:
     return feeds
 
 
-def test_pages_within_the_budget_get_every_message_and_more_are_paced_to_it() -> None:
+def publish(hub: ProgressHub, job_ids: list[str]) -> None:
+    """A progress message for each job, as the listener hands it over."""
+    for job_id in job_ids:
+        state = JobState(job_id, 1, 10, JobStatus.RUNNING, 0.0)
+        hub._dispatch({"channel": channel(job_id).encode(), "data": state.to_json()})
+
+
+def test_pages_with_updates_due_within_the_budget_get_every_message_and_more_are_paced_to_it() -> None:
     hub = ProgressHub()
     interval_s = hub.settings.progress_interval_s
     at_full_rate = round(PAGE_UPDATES_PER_S * interval_s)  # each page gets one update an interval
 
     first = run_async(watch(hub, at_full_rate))
-    assert hub.pace_s() == 0.0
     second = run_async(watch(hub, at_full_rate, first=at_full_rate))
-    # Twice as many pages: each page's updates are twice the interval apart, the total unchanged.
+    # Twice as many pages as the budget, but their jobs say nothing: nobody waits for them.
+    assert hub.pace_s() == 0.0
+    publish(hub, JOB_IDS)
+    # Every page has an update due: each page's updates are twice the interval apart, the total unchanged.
     assert hub.pace_s() == pytest.approx(2 * interval_s)
     assert hub.channels == len(JOB_IDS)
+    # Half of the pages took their updates and have nothing due: they no longer count.
+    for feed in first:
+        assert run_async(feed.next_states())
+    assert hub.pace_s() == 0.0
 
     # Pages whose watchers end (their pages are gone) are no longer paced for, nor followed.
     for feed in first + second:
