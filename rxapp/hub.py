@@ -244,23 +244,26 @@ class ProgressHub:
 
     async def refresh_places(self) -> None:
         """Hand the pages the new place in line (or estimated start) of each queued job they
-        follow: one Redis round trip for all of them, whatever the number of pages."""
+        follow: one Redis round trip for all of them, whatever the number of pages. The update
+        holds the place only (a queued job's card changes nothing else)."""
         job_ids = [job_id for job_id in self._subs if job_id not in self._started]
         if not job_ids:
             return
         try:
-            states = await asyncio.to_thread(service.queued_states, job_ids, clients())
+            places = await asyncio.to_thread(service.places, job_ids, clients())
         except ServiceUnavailable:
             return
+        now = time.time()
         for job_id in job_ids:
-            state = states.get(job_id)
-            if state is None:  # out of line: started, cancelled, or never queued
+            place = places.get(job_id)
+            if place is None:  # out of line: started, cancelled, or never queued
                 self._started.add(job_id)
                 continue
-            starts_in = None if state.starts_in is None else round(state.starts_in)
-            if self._places.get(job_id) != (state.queue_position, starts_in):
-                self._places[job_id] = (state.queue_position, starts_in)
-                self._hand(self._subs.get(job_id, ()), state)
+            shown = (place[0], None if place[1] is None else round(place[1]))
+            if self._places.get(job_id) != shown:
+                self._places[job_id] = shown
+                update = JobState(job_id, 0, 0, JobStatus.QUEUED, now, queue_position=place[0], starts_in=place[1])
+                self._hand(self._subs.get(job_id, ()), update)
 
     async def _refresh_places_forever(self) -> None:
         while True:

@@ -123,6 +123,9 @@ def job_view(state: JobState, before: JobView | None = None) -> JobView:
     """The card of a job in `state` (`before`: its card until now, which keeps what states in
     between leave out: the params, the submit time). Rate and ETA while running, or the elapsed
     time when the job has not said how many steps it has; duration once finished."""
+    if state.status is JobStatus.QUEUED and before is not None and before.status is JobStatus.QUEUED:
+        # Still waiting: only its place in line can have changed (the hub's updates carry no more).
+        return dataclasses.replace(before, queue_text=queue_text(state) or before.queue_text)
     succeeded = state.status is JobStatus.SUCCEEDED
     percent = 100.0 * state.step / state.total if state.total else 100.0 if succeeded else 0.0
     elapsed = state.ts - state.started_at if state.started_at else 0.0

@@ -95,26 +95,30 @@ def start_estimates(
     return estimates
 
 
-def queued_states(client: redis.Redis, job_ids: Sequence[str]) -> dict[str, JobState]:
-    """The states of those of `job_ids` still in line, with their place and estimated start."""
+Place = tuple[int, float | None]
+
+
+def places(client: redis.Redis, job_ids: Sequence[str]) -> dict[str, Place]:
+    """The place in line (1 is next) and the estimated start (seconds) of those of `job_ids` still
+    in line, in one round trip (and one more for the running jobs' snapshots)."""
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
         pipe.zrank(QUEUE_KEY, job_id)
-        pipe.get(progress.snapshot_key(job_id))
     pipe.hkeys(progress.RUNNING_KEY)
-    *answers, running_ids = pipe.execute()
-    waiting: dict[str, tuple[int, JobState]] = {}
-    for job_id, rank, raw in zip(job_ids, answers[::2], answers[1::2], strict=True):
-        if rank is not None and raw is not None and (state := JobState.from_json(raw)).status is JobStatus.QUEUED:
-            waiting[job_id] = (rank + 1, state)
+    *ranks, running_ids = pipe.execute()
+    waiting = {job_id: rank + 1 for job_id, rank in zip(job_ids, ranks, strict=True) if rank is not None}
     if not waiting:
         return {}
     running = _running(client, [raw.decode() for raw in cast(list[bytes], running_ids)])
-    estimates = start_estimates(running, (position for position, _ in waiting.values()))
-    return {
-        job_id: replace(state, queue_position=position, starts_in=_rounded(estimates[position]))
-        for job_id, (position, state) in waiting.items()
-    }
+    estimates = start_estimates(running, waiting.values())
+    return {job_id: (position, _rounded(estimates[position])) for job_id, position in waiting.items()}
+
+
+def placed(state: JobState, place: Place | None) -> JobState:
+    """A queued job's state with its place (as it is without one)."""
+    if place is None or state.status is not JobStatus.QUEUED:
+        return state
+    return replace(state, queue_position=place[0], starts_in=place[1])
 
 
 def _running(client: redis.Redis, job_ids: list[str]) -> list[JobState]:

@@ -146,13 +146,13 @@ def get_job(job_id: object, c: Clients) -> JobState:
 
 def queued_state(state: JobState, c: Clients) -> JobState:
     """A queued job's state with its place in line and estimated start (as it is, once started)."""
-    return queue.queued_states(c.redis, [state.job_id]).get(state.job_id, state)
+    return queue.placed(state, queue.places(c.redis, [state.job_id]).get(state.job_id))
 
 
 @reaching_services
-def queued_states(job_ids: list[str], c: Clients) -> dict[str, JobState]:
-    """The states of those of `job_ids` still waiting for a worker, with their places in line."""
-    return queue.queued_states(c.redis, job_ids)
+def places(job_ids: list[str], c: Clients) -> dict[str, queue.Place]:
+    """The places in line and estimated starts of those of `job_ids` still waiting for a worker."""
+    return queue.places(c.redis, job_ids)
 
 
 @reaching_services
