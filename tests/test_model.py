@@ -122,6 +122,11 @@ def test_a_card_never_moves_backwards_or_out_of_a_final_state() -> None:
     final = job_view(JobState(job_id, 1000, 1000, JobStatus.SUCCEEDED, 3.0))
     assert not JobState(job_id, 1000, 1000, JobStatus.RUNNING, 4.0).supersedes(final.status, final.step)
     assert not JobState(job_id, 1000, 1000, JobStatus.FAILED, 4.0).supersedes(final.status, final.step)
+    # A queued state read before the job started (a place in line, late) never moves it back to queued.
+    started = JobState(job_id, 0, 1000, JobStatus.RUNNING, 5.0)
+    assert not JobState(job_id, 0, 1000, JobStatus.QUEUED, 6.0, queue_position=1).supersedes(started.status, 0)
+    assert JobState(job_id, 0, 1000, JobStatus.QUEUED, 6.0, queue_position=1).supersedes(JobStatus.QUEUED, 0)
+    assert started.supersedes(JobStatus.QUEUED, 0)
 
 
 def celery_lines(task: str, caplog: pytest.LogCaptureFixture) -> list[str]:
