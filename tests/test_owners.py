@@ -51,7 +51,7 @@ def test_finished_jobs_free_their_place_and_are_shown_once_more(c: Clients, sett
     assert owners.admit(c.redis, settings, owner, 2, second)
     refused = queued()
     assert not owners.admit(c.redis, settings, owner, 2, refused)
-    assert progress.load(c.redis, refused.job_id) is None
+    assert not c.redis.exists(progress.snapshot_key(refused.job_id)), "nothing stored for it"
 
     progress.store(c.redis, settings, JobState(first.job_id, 10, 10, JobStatus.SUCCEEDED, time.time()))
     # The finished job is still shown once (its final state), newest first, then leaves the index.
