@@ -187,7 +187,7 @@ def cancel_job(job_id: object, c: Clients) -> JobState:
     if state.status is JobStatus.QUEUED:
         lease = progress.Lease(c.redis, state.job_id)
         # Holding the lease means no worker runs the job now; when one picks it up, it sees the
-        # flag, writes the `cancelled` record to the log and runs no step.
+        # flag and runs no step (nor makes the job a topic: see tasks.worker.runner).
         if lease.acquire():
             try:
                 state = replace(state, status=JobStatus.CANCELLED, ts=time.time(), queue_position=None, starts_in=None)
