@@ -3,6 +3,7 @@ time it has run), duration, its latest log line or place in line, progress messa
 its dialog), log, cancel, run again."""
 
 import reflex as rx
+from reflex.event import EventSpec
 from reflex.vars.object import ObjectVar
 
 from rxapp.jobview import JobView
@@ -34,6 +35,15 @@ def status_badge(job: ObjectVar[JobView]) -> rx.Component:
     )
 
 
+def card_button(
+    label: str, on_click: EventSpec, testid: str, variant: str = "ghost", color: str = "gray", icon: str = ""
+) -> rx.Component:
+    """One of a card's small buttons (Result, Log, Cancel, Run again)."""
+    children = (rx.icon(icon, size=12), label) if icon else (label,)
+    attrs = {"data-testid": testid}
+    return rx.button(*children, on_click=on_click, variant=variant, color_scheme=color, size="1", custom_attrs=attrs)
+
+
 def job_card(job: ObjectVar[JobView]) -> rx.Component:
     return rx.card(
         rx.vstack(
@@ -42,45 +52,13 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                 status_badge(job),
                 rx.text(job.title, size="2", weight="medium", custom_attrs={"data-testid": "job-type-title"}),
                 rx.spacer(),
-                rx.cond(
-                    job.has_result,
-                    rx.button(
-                        "Result",
-                        on_click=ResultState.open(job.job_id),
-                        variant="ghost",
-                        color_scheme="gray",
-                        size="1",
-                        custom_attrs={"data-testid": "job-result-open"},
-                    ),
-                ),
-                rx.button(
-                    "Log",
-                    on_click=LogState.open(job.job_id),
-                    variant="ghost",
-                    color_scheme="gray",
-                    size="1",
-                    custom_attrs={"data-testid": "job-log-open"},
-                ),
+                rx.cond(job.has_result, card_button("Result", ResultState.open(job.job_id), "job-result-open")),
+                card_button("Log", LogState.open(job.job_id), "job-log-open"),
                 rx.cond(
                     job.cancellable,
-                    rx.button(
-                        "Cancel",
-                        on_click=JobsState.cancel(job.job_id),
-                        variant="soft",
-                        color_scheme="red",
-                        size="1",
-                        custom_attrs={"data-testid": "job-cancel"},
-                    ),
+                    card_button("Cancel", JobsState.cancel(job.job_id), "job-cancel", variant="soft", color="red"),
                     rx.fragment(
-                        rx.button(
-                            rx.icon("rotate-ccw", size=12),
-                            "Run again",
-                            on_click=JobsState.rerun(job.job_id),
-                            variant="soft",
-                            color_scheme="gray",
-                            size="1",
-                            custom_attrs={"data-testid": "job-rerun"},
-                        ),
+                        card_button("Run again", JobsState.rerun(job.job_id), "job-rerun", "soft", icon="rotate-ccw"),
                         rx.icon_button(
                             rx.icon("x", size=14),
                             on_click=JobsState.dismiss(job.job_id),
