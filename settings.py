@@ -55,12 +55,29 @@ SETTINGS: dict[str, Setting] = {
         "", "Host names the backend answers to, comma separated (default those of ALLOWED_ORIGINS); others get 400"
     ),
     "API_DOCS": Setting("off", "Serve the API's interactive docs at /docs (on or off; they load scripts from a CDN)"),
+    "SESSION_SECRET": Setting(
+        "",
+        "Key (at least 32 characters) that signs the browsers' session cookies; `make run` makes one and "
+        "keeps it in <RUN_DIR>/session-secret, compose requires it",
+    ),
+    "API_ALLOW_ANONYMOUS": Setting(
+        "off",
+        "Let API calls without a token in (on or off): they all share one owner, its jobs and its limits",
+    ),
     "MAX_N": Setting("10000000", "Largest number of steps of a count job"),
     "STEP_DELAY_MS": Setting("5", "Work per step of the demo job, in milliseconds (0: none)"),
     "PROGRESS_INTERVAL_MS": Setting("50", "At most one progress message per job per this many milliseconds"),
     "JOB_RETENTION_HOURS": Setting("168", "Finished jobs' topics and snapshots are deleted after this many hours"),
     "BROKER_WAIT_S": Setting("30", "How long a job waits for an unreachable Kafka before it fails"),
-    "MAX_JOBS_PER_BROWSER": Setting("20", "Most unfinished jobs one browser may hold"),
+    "MAX_UNFINISHED_JOBS": Setting("20", "Most unfinished jobs one owner (a browser, an API token) may hold"),
+    "SUBMITS_PER_MINUTE": Setting(
+        "60", "Submits one owner may make per minute, in bursts of up to SUBMIT_BURST (429 beyond)"
+    ),
+    "SUBMIT_BURST": Setting("20", "Submits one owner may make at once before SUBMITS_PER_MINUTE paces them"),
+    "EVENTS_PER_SECOND": Setting(
+        "30", "Events one page may send per second, in bursts of twice as many; the rest are dropped"
+    ),
+    "MAX_SOCKETS_PER_ADDRESS": Setting("50", "Open page sockets one client address may hold per backend process"),
     "MAX_QUEUED_JOBS": Setting("10000", "Most jobs waiting for a worker; a submit beyond it is refused (503)"),
     "MAX_BODY_BYTES": Setting("4096", "Largest HTTP API request body, and largest params of a job"),
     "RESULT_MAX_BYTES": Setting(
@@ -90,12 +107,18 @@ class Settings:
     allowed_origins: tuple[str, ...]
     allowed_hosts: tuple[str, ...]
     api_docs: bool
+    session_secret: str
+    api_allow_anonymous: bool
     max_n: int
     step_delay_ms: float
     progress_interval_ms: float
     job_retention_hours: float
     broker_wait_s: float
-    max_jobs_per_browser: int
+    max_unfinished_jobs: int
+    submits_per_minute: int
+    submit_burst: int
+    events_per_second: int
+    max_sockets_per_address: int
     max_queued_jobs: int
     max_body_bytes: int
     result_max_bytes: int
@@ -179,6 +202,15 @@ def _hosts(name: str, raw: str) -> tuple[str, ...]:
     return hosts
 
 
+SECRET_MIN_CHARS = 32
+
+
+def _secret(name: str, raw: str) -> str:
+    if raw and len(raw) < SECRET_MIN_CHARS:
+        raise SettingsError(f"{name} must be at least {SECRET_MIN_CHARS} characters (or empty), got {len(raw)}")
+    return raw
+
+
 def origin_host(origin: str) -> str:
     """The host name of an origin: 'jobs.example.com' for https://jobs.example.com:8443."""
     return urlsplit(origin).hostname or ""
@@ -212,12 +244,18 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ALLOWED_ORIGINS": _origins,
     "ALLOWED_HOSTS": _hosts,
     "API_DOCS": _switch,
+    "SESSION_SECRET": _secret,
+    "API_ALLOW_ANONYMOUS": _switch,
     "MAX_N": lambda n, r: _int(n, r, 1, 10**12),
     "STEP_DELAY_MS": lambda n, r: _float(n, r, 0, 3_600_000),
     "PROGRESS_INTERVAL_MS": lambda n, r: _float(n, r, 1, 60_000),
     "JOB_RETENTION_HOURS": lambda n, r: _float(n, r, 0, 24 * 365 * 10),
     "BROKER_WAIT_S": lambda n, r: _float(n, r, 0, 3600),
-    "MAX_JOBS_PER_BROWSER": lambda n, r: _int(n, r, 1, 1000),
+    "MAX_UNFINISHED_JOBS": lambda n, r: _int(n, r, 1, 10**6),
+    "SUBMITS_PER_MINUTE": lambda n, r: _int(n, r, 1, 10**6),
+    "SUBMIT_BURST": lambda n, r: _int(n, r, 1, 10**4),
+    "EVENTS_PER_SECOND": lambda n, r: _int(n, r, 1, 10**4),
+    "MAX_SOCKETS_PER_ADDRESS": lambda n, r: _int(n, r, 1, 10**5),
     "MAX_QUEUED_JOBS": lambda n, r: _int(n, r, 1, 10**7),
     "MAX_BODY_BYTES": lambda n, r: _int(n, r, 64, 10**7),
     # A final record holds the result: within Kafka's default largest record (1 MB).
@@ -229,10 +267,15 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
 }
 
 
+# Settings renamed since a release: the old name still works when the new one is not set.
+RENAMED = {"MAX_UNFINISHED_JOBS": "MAX_JOBS_PER_BROWSER"}
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build validated settings from an environment mapping; raise SettingsError naming the bad one."""
     values = {
-        name.lower(): PARSERS[name](name, environ.get(name, spec.default).strip()) for name, spec in SETTINGS.items()
+        name.lower(): PARSERS[name](name, environ.get(name, environ.get(RENAMED.get(name, ""), spec.default)).strip())
+        for name, spec in SETTINGS.items()
     }
     if not values["api_url"]:
         values["api_url"] = f"http://localhost:{values['backend_port']}"
@@ -274,8 +317,14 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
         "RUN_DIR": ".run/bench",
         "JOB_MODULES": "bench.jobs",
         "LOG_MAX_LINES": "10000000",
+        # Its hundreds of scripted pages all come from this machine.
+        "MAX_SOCKETS_PER_ADDRESS": "100000",
     },
     "load": {
+        # One script submits every job: its owner's limits are the load's, not a person's.
+        "MAX_UNFINISHED_JOBS": "100000",
+        "SUBMITS_PER_MINUTE": "1000000",
+        "SUBMIT_BURST": "10000",
         "REDIS_URL": "redis://127.0.0.1:6379/9",
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19097",
         "RUN_DIR": ".run/load",

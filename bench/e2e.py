@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ from bench.measure import Tick, log_values
 from bench.pageclient import PageClient
 from bench.stack import BenchError, BenchStack
 from bench.webapp import ReflexApp
+from rxapp.session import COOKIE_NAME, cookie_value
+from stack.access import kept_secret
 from stack.processes import CeleryWorker, unique_name
 from tasks import service
 from tasks.joblog import topic_name
@@ -63,15 +66,25 @@ def step_times(stack: BenchStack, job_id: str) -> StepTimes:
     return times
 
 
-def submit(stack: BenchStack, count: int, n: int) -> list[str]:
-    job_ids = [service.submit_job("count", {"n": n}, stack.clients).job_id for _ in range(count)]
-    stack.job_ids += job_ids
-    return job_ids
+def submit(stack: BenchStack, count: int, n: int) -> dict[str, str]:
+    """`count` jobs, each of a browser of its own: job id -> its browser's session cookie."""
+    secret = kept_secret(stack.settings)
+    sessions = {}
+    for _ in range(count):
+        owner = f"b-{uuid.uuid4().hex}"
+        job_id = service.submit_job("count", {"n": n}, stack.clients, owner).job_id
+        sessions[job_id] = f"{COOKIE_NAME}={cookie_value(owner, secret)}"
+    stack.job_ids += sessions
+    return sessions
 
 
-async def watch(web: ReflexApp, job_ids: list[str], clients: int, timeout_s: float, sample: bool) -> Phase:
-    """Connect `clients` pages (page i watches job i mod len(job_ids)) and keep them until every job ended."""
-    pages = [PageClient(web.url, job_ids[i % len(job_ids)]) for i in range(clients)]
+async def watch(web: ReflexApp, sessions: dict[str, str], clients: int, timeout_s: float, sample: bool) -> Phase:
+    """Connect `clients` pages (page i is a tab of the browser of job i mod len(sessions)) and keep
+    them until every job ended."""
+    job_ids = list(sessions)
+    pages = [
+        PageClient(web.url, job_ids[i % len(job_ids)], sessions[job_ids[i % len(job_ids)]]) for i in range(clients)
+    ]
     phase = Phase(pages, await asyncio.to_thread(web.rss_kib) if sample else 0, [], [])
     gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
 
@@ -120,8 +133,8 @@ def series(stack: BenchStack, web: ReflexApp, cfg: Config, tick: Tick, sample: b
     """Each client count in turn: its latencies, and (when `sample`) the backend's RSS and Redis connections."""
     results: dict[int, Any] = {}
     for clients in cfg.e2e_clients:
-        job_ids = submit(stack, min(clients, cfg.e2e_jobs), cfg.e2e_n)
-        phase = asyncio.run(watch(web, job_ids, clients, cfg.e2e_timeout_s, sample))
+        sessions = submit(stack, min(clients, cfg.e2e_jobs), cfg.e2e_n)
+        phase = asyncio.run(watch(web, sessions, clients, cfg.e2e_timeout_s, sample))
         results[clients] = {"latency": latency(stack, phase), "phase": phase}
         tick(f"e2e {clients} pages")
     return results

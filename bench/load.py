@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -115,7 +116,9 @@ class RssSampler(threading.Thread):
 SUBMIT_SLACK_S = 2.0
 
 
-def submit_all(port: int, jobs: int, n: int, within_s: float) -> tuple[dict[str, float], list[float], list[str]]:
+def submit_all(
+    port: int, jobs: int, n: int, within_s: float, auth: dict[str, str]
+) -> tuple[dict[str, float], list[float], list[str]]:
     """POST `jobs` jobs, spread evenly over `within_s`; job id -> submit time, POST durations, errors."""
     submitted: dict[str, float] = {}
     post_s: list[float] = []
@@ -126,7 +129,7 @@ def submit_all(port: int, jobs: int, n: int, within_s: float) -> tuple[dict[str,
         time.sleep(max(start + i * within_s / jobs - time.monotonic(), 0))
         sent_at, began = time.time(), time.perf_counter()
         try:
-            connection.request("POST", "/api/jobs", json.dumps({"n": n}), {"content-type": "application/json"})
+            connection.request("POST", "/api/jobs", json.dumps({"n": n}), {"content-type": "application/json", **auth})
             response = connection.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -173,7 +176,7 @@ def log_problem(records: list[JobState], job_id: str, n: int) -> str | None:
 
 
 def check_results(
-    c: Clients, submitted: dict[str, float], jobs: int, n: int, worker_log: str, port: int
+    c: Clients, submitted: dict[str, float], jobs: int, n: int, worker_log: str, port: int, auth: dict[str, str]
 ) -> tuple[dict[str, str], dict[str, JobState]]:
     """Each check's verdict ("ok" or what failed) and each job's final log record."""
     checks: dict[str, str] = {}
@@ -191,7 +194,7 @@ def check_results(
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     not_succeeded = []
     for job_id in submitted:
-        connection.request("GET", f"/api/jobs/{job_id}")
+        connection.request("GET", f"/api/jobs/{job_id}", headers=auth)
         response = connection.getresponse()
         body = json.loads(response.read())
         if response.status != 200 or (body["status"], body["step"], body["total"]) != ("succeeded", n, n):
@@ -256,7 +259,9 @@ def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> 
     load_start = os.getloadavg()[0]
 
     first_submit = time.time()
-    submitted, post_s, post_errors = submit_all(port, args.jobs, args.n, args.within_s)
+    # One script, one API token: its limits are the load environment's (see settings.ENVIRONMENTS).
+    auth = {"Authorization": f"Bearer {c.tokens.create(f'load-{uuid.uuid4().hex[:8]}')}"}
+    submitted, post_s, post_errors = submit_all(port, args.jobs, args.n, args.within_s, auth)
     stack.job_ids += submitted
     submit_span_s = time.time() - first_submit
     ideal_s = args.jobs * args.n * args.step_delay_ms / 1000 / settings.worker_concurrency
@@ -271,7 +276,7 @@ def run(args: argparse.Namespace, settings: Settings, stop_stack: ExitStack) -> 
         else f"took {submit_span_s:.1f} s; errors: {post_errors[:5]}",
         f"every job finished within {timeout_s:.0f} s": "ok" if not unfinished else f"{unfinished} unfinished",
     }
-    more_checks, finals = check_results(c, submitted, args.jobs, args.n, worker.log(), port)
+    more_checks, finals = check_results(c, submitted, args.jobs, args.n, worker.log(), port, auth)
     checks |= more_checks
     latencies = [finals[job_id].ts - sent for job_id, sent in submitted.items() if job_id in finals]
     post_p50_s, post_p95_s = percentiles(post_s, 50, 95)

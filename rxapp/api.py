@@ -1,25 +1,32 @@
 """The HTTP API on the Reflex backend: list job types; submit, read, read the log of, cancel and run again jobs.
 
-Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 403 for a POST from a page
-of another site (its Origin is not in ALLOWED_ORIGINS), 413 for a body that is too large, 415 for
-a POST that is not `application/json` (a plain cross-site form), 422 for an unknown type, bad
-params (with `fields`: each bad param and what is allowed) or a bad query parameter, 404 for an
-unknown or malformed id, 409 to run again a job that has not finished, 503 when Redis or Kafka is
-down, or when MAX_QUEUED_JOBS jobs wait already (then with Retry-After).
+Every /api route needs an API token (`Authorization: Bearer <token>`, see tasks.tokens) unless
+API_ALLOW_ANONYMOUS is on; a token sees only the jobs submitted with it.
+
+Errors are JSON `{"error": "..."}`: 400 for a body that is not JSON, 401 without a valid token,
+403 for a POST from a page of another site (its Origin is not in ALLOWED_ORIGINS), 413 for a body
+that is too large, 415 for a POST that is not `application/json` (a plain cross-site form), 422
+for an unknown type, bad params (with `fields`: each bad param and what is allowed) or a bad query
+parameter, 404 for an unknown or malformed id or another owner's job, 409 to run again a job that
+has not finished, 429 past the owner's limits (SUBMITS_PER_MINUTE with Retry-After,
+MAX_UNFINISHED_JOBS), 503 when Redis or Kafka is down, or when MAX_QUEUED_JOBS jobs wait already
+(then with Retry-After).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from rxapp.session import SESSION_PATH, cookie_value, owner_of_ticket, set_cookie_header
 from tasks import service
 from tasks.clients import clients
 from tasks.jobtypes import InvalidParams
@@ -34,7 +41,10 @@ from tasks.model import (
     QueueFull,
     Record,
     ServiceUnavailable,
+    TooManyJobs,
+    TooManySubmits,
 )
+from tasks.owners import ANONYMOUS
 
 
 class Job(BaseModel):
@@ -113,7 +123,15 @@ OFFSET_MAX = 2**53
 SUBMIT_BODY: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": {"oneOf": []}}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text}
-    for code, text in {404: "No such job", 503: "Redis or Kafka unreachable"}.items()
+    for code, text in {
+        401: "No valid API token",
+        404: "No such job (or not yours)",
+        503: "Redis or Kafka unreachable",
+    }.items()
+}
+LIMITED: dict[str, Any] = {
+    "model": Error,
+    "description": "Past SUBMITS_PER_MINUTE (with Retry-After) or MAX_UNFINISHED_JOBS",
 }
 # What every POST may also answer: see same_site_posts.
 POST_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -196,6 +214,57 @@ async def same_site_posts(request: Request, call_next: Callable[[Request], Await
     return await call_next(request)
 
 
+class NotAuthenticated(PermissionError):
+    pass
+
+
+def owner_of(request: Request) -> str:
+    """The caller as an owner of jobs: its API token's, or the anonymous owner where
+    API_ALLOW_ANONYMOUS is on; NotAuthenticated (401) otherwise."""
+    header = request.headers.get("authorization")
+    if header is None:
+        if clients().settings.api_allow_anonymous:
+            return ANONYMOUS
+        raise NotAuthenticated(
+            "this API needs a token, sent as Authorization: Bearer <token>; "
+            "`python -m tasks.tokens create NAME` makes one (make run writes one to <RUN_DIR>/api-token)"
+        )
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("send the token as Authorization: Bearer <token>")
+    owner = clients().tokens.owner(token.strip())
+    if owner is None:
+        raise NotAuthenticated("this token is not valid: it was revoked, or never made")
+    return owner
+
+
+Owner = Annotated[str, Depends(owner_of)]
+
+
+@api.exception_handler(NotAuthenticated)
+async def not_authenticated(_request: Request, exc: NotAuthenticated) -> JSONResponse:
+    answer = error(401, str(exc))
+    answer.headers["WWW-Authenticate"] = 'Bearer realm="jobstream"'
+    return answer
+
+
+def retry_later(status: int, exc: TooManySubmits | QueueFull) -> JSONResponse:
+    """A refusal that says when to try again (Retry-After, in seconds)."""
+    answer = error(status, str(exc))
+    answer.headers["Retry-After"] = str(exc.retry_after_s)
+    return answer
+
+
+@api.exception_handler(TooManySubmits)
+async def too_many_submits(_request: Request, exc: TooManySubmits) -> JSONResponse:
+    return retry_later(429, exc)
+
+
+@api.exception_handler(TooManyJobs)
+async def too_many_jobs(_request: Request, exc: TooManyJobs) -> JSONResponse:
+    return error(429, str(exc))
+
+
 @api.exception_handler(JobNotFound)
 async def not_found(_request: Request, _exc: JobNotFound) -> JSONResponse:
     return error(404, "no such job")
@@ -222,9 +291,7 @@ async def still_running(_request: Request, exc: JobStillRunning) -> JSONResponse
 
 @api.exception_handler(QueueFull)
 async def queue_full(_request: Request, exc: QueueFull) -> JSONResponse:
-    answer = error(503, str(exc))
-    answer.headers["Retry-After"] = str(exc.retry_after_s)
-    return answer
+    return retry_later(503, exc)
 
 
 @api.exception_handler(ServiceUnavailable)
@@ -269,13 +336,22 @@ async def bad_body(_request: Request, exc: BadBody) -> JSONResponse:
     status_code=202,
     response_model=Job,
     openapi_extra={"requestBody": SUBMIT_BODY},
-    responses={400: {"model": Error}, 413: {"model": Error}, 422: {"model": Error}, 503: ERRORS[503], **POST_ERRORS},
+    responses={
+        400: {"model": Error},
+        401: ERRORS[401],
+        413: {"model": Error},
+        422: {"model": Error},
+        429: LIMITED,
+        503: ERRORS[503],
+        **POST_ERRORS,
+    },
 )
-async def submit(request: Request) -> Job:
+async def submit(request: Request, owner: Owner) -> Job:
     """Queue a job: `{"type": ..., "params": {...}}`, or `{"n": N}` for a count job; answers at
-    once with its id. Nothing is created when the type or the params are refused."""
+    once with its id. Nothing is created when the type or the params are refused, or when the
+    caller is past its limits."""
     job_type, params = submitted(await read_json(request))
-    state = await run_in_threadpool(service.submit_job, job_type, params, clients())
+    state = await run_in_threadpool(service.submit_job, job_type, params, clients(), owner)
     return Job(**state.to_dict())
 
 
@@ -293,8 +369,24 @@ def submitted(body: object) -> tuple[object, object]:
     return body.get("type", DEFAULT_JOB_TYPE), body.get("params", {})
 
 
-@api.get("/api/job-types", response_model=list[JobType])
-def job_types() -> list[JobType]:
+@api.post(SESSION_PATH, status_code=204, include_in_schema=False)
+async def keep_session(request: Request) -> Response:
+    """The page's first load hands its new session's ticket here (see rxapp.session): the answer
+    sets the browser's HttpOnly session cookie. A ticket that is not valid sets nothing (403)."""
+    body = await read_json(request)
+    value = body.get("ticket") if isinstance(body, dict) else None
+    settings = clients().settings
+    owner = owner_of_ticket(value, settings.session_secret, time.time()) if isinstance(value, str) else None
+    if owner is None:
+        return error(403, "this session ticket is not valid or has expired: reload the page")
+    answer = Response(status_code=204, headers={"cache-control": "no-store"})
+    cookie = cookie_value(owner, settings.session_secret)
+    answer.headers.append("set-cookie", set_cookie_header(cookie, settings.api_url.startswith("https://")).decode())
+    return answer
+
+
+@api.get("/api/job-types", response_model=list[JobType], responses={401: ERRORS[401]})
+def job_types(_owner: Owner) -> list[JobType]:
     """Every job type a submit may name, with the JSON schema of its params."""
     return [
         JobType(
@@ -310,21 +402,22 @@ def job_types() -> list[JobType]:
 
 
 @api.get("/api/jobs/{job_id}", response_model=Job, responses=ERRORS)
-def get_job(job_id: str) -> Job:
+def get_job(job_id: str, owner: Owner) -> Job:
     """The job's latest state (from Redis, or from its Kafka log when Redis lost it)."""
-    return Job(**service.get_job(job_id, clients()).to_dict())
+    return Job(**service.get_job(job_id, clients(), owner).to_dict())
 
 
 @api.get("/api/jobs/{job_id}/log", response_model=JobLog, responses={**ERRORS, 422: {"model": Error}})
 def job_log(
     job_id: str,
+    owner: Owner,
     offset: int = Query(0, ge=0, le=OFFSET_MAX, description="Where to start: 0 is the job's first record"),
     limit: int = Query(1000, ge=1, le=LOG_PAGE_MAX, description="Most records to answer with"),
     kind: Annotated[list[LineKind], Query(description="Only records of these kinds (repeat it for several)")] = [],  # noqa: B006
 ) -> JobLog:
     """The job's history from its Kafka log, a page at a time: follow `next_offset` until `end`.
     With `kind`, a page may hold fewer records than `limit` (even none) before the end."""
-    page = service.read_log(job_id, offset, limit, clients(), frozenset(kind) or None)
+    page = service.read_log(job_id, offset, limit, clients(), frozenset(kind) or None, owner)
     records = [log_record(record) for record in page.records]
     return JobLog(job_id=job_id, records=records, next_offset=page.next_offset, end=page.end)
 
@@ -341,9 +434,9 @@ def log_record(record: Record) -> StateRecord | LineRecord:
     responses={**ERRORS, **POST_ERRORS},
     openapi_extra={"requestBody": NO_BODY},
 )
-def cancel_job(job_id: str) -> Job:
+def cancel_job(job_id: str, owner: Owner) -> Job:
     """Stop the job: a queued one never starts, a running one stops within PROGRESS_INTERVAL_MS."""
-    return Job(**service.cancel_job(job_id, clients()).to_dict())
+    return Job(**service.cancel_job(job_id, clients(), owner).to_dict())
 
 
 @api.post(
@@ -355,9 +448,10 @@ def cancel_job(job_id: str) -> Job:
         **POST_ERRORS,
         409: {"model": Error, "description": "The job has not finished"},
         422: {"model": Error},
+        429: LIMITED,
     },
     openapi_extra={"requestBody": NO_BODY},
 )
-def rerun_job(job_id: str) -> Job:
+def rerun_job(job_id: str, owner: Owner) -> Job:
     """Queue a new job of the same type with the same params as this finished one; answers with the new job."""
-    return Job(**service.rerun_job(job_id, clients()).to_dict())
+    return Job(**service.rerun_job(job_id, clients(), owner).to_dict())

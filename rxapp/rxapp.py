@@ -5,8 +5,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp
 
 from rxapp.api import api, without_docs
+from rxapp.components.outage import outage_notice
 from rxapp.hub import hub
+from rxapp.limits import EventRateLimit
 from rxapp.pages.index import index
+from rxapp.session import sessions
 from rxapp.state.form import FormState
 from rxapp.state.jobs import JobsState
 from rxapp.state.notify import NotifyState
@@ -26,7 +29,8 @@ def known_hosts_only(backend: ASGIApp) -> ASGIApp:
 
 
 app = rx.App(
-    api_transformer=[api, known_hosts_only],
+    # The outermost wrapper comes last: a wrong Host is refused before a session is made.
+    api_transformer=[api, sessions(clients().settings), known_hosts_only],
     head_components=[
         rx.el.meta(name="application-name", content="Jobstream"),
         rx.el.meta(name="description", content="Jobstream: run long background jobs and watch them live."),
@@ -36,4 +40,7 @@ app = rx.App(
 app.add_page(
     index, route="/", title=JobsState.tab_title, on_load=[FormState.load, JobsState.load_jobs, NotifyState.load]
 )
+# Reflex's connection toast shows the socket's error and the server's address: a plain notice instead.
+app.app_wraps[(5, "Overlay")] = lambda stateful: outage_notice() if stateful else None
 app.register_lifespan_task(hub.run)
+app.add_middleware(EventRateLimit(clients().settings))

@@ -19,6 +19,7 @@ from honcho.manager import Manager
 from honcho.printer import Printer
 
 from settings import PROJECT_ROOT, Settings, use_environment
+from stack.access import local_token
 from stack.processes import WORKER_ENV, app_env
 from stack.services import ServiceError, plan
 
@@ -91,7 +92,10 @@ def main() -> int:
     env = app_env()
     for name, command in app_commands(settings).items():
         manager.add_process(name, command, cwd=str(PROJECT_ROOT), env=env)
+    token, token_path = local_token(settings)
     print(f"jobstream: the page will be at http://localhost:{settings.frontend_port} ; logs in {log_dir}")
+    print(f"jobstream: API token for scripts on this machine (also in {token_path}):\n    {token}")
+    print(f"    curl -H 'Authorization: Bearer {token}' {settings.api_url}/api/job-types")
     manager.loop()
     # honcho waits for each process it started, not for what that process started in its group.
     for proc in manager._processes.values():

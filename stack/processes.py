@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from settings import PROJECT_ROOT, child_env
+from settings import PROJECT_ROOT, child_env, get_settings
+from stack.access import kept_secret
 
 VENV_BIN = Path(sys.executable).parent
 PR_SET_PDEATHSIG = 1
@@ -40,8 +41,9 @@ def free_port() -> int:
 
 def app_env() -> dict[str, str]:
     """The environment of the app's processes: this one's, the venv's tools (node, npm, celery,
-    reflex, granian) first on PATH, output unbuffered."""
+    reflex, granian) first on PATH, output unbuffered, and a session secret (see stack.access)."""
     env = child_env()
+    env["SESSION_SECRET"] = kept_secret(get_settings())
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

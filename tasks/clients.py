@@ -17,6 +17,7 @@ from settings import Settings, get_settings
 from tasks import progress
 from tasks.joblog import JobLogAdmin, JobLogReader, JobLogWriter
 from tasks.jobtypes import JobType, load_catalog
+from tasks.tokens import TokenStore, tokens_path
 
 
 @dataclass
@@ -58,6 +59,10 @@ class Clients:
     @cached_property
     def reader(self) -> JobLogReader:
         return JobLogReader(self.settings)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        return TokenStore(tokens_path(self.settings))
 
 
 @cache

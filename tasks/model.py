@@ -47,8 +47,19 @@ class TooManyJobs(RuntimeError):
     """The submitter already holds as many unfinished jobs as they may; nothing was created."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"At most {limit} unfinished jobs per browser: wait for one to finish or cancel one.")
+        super().__init__(
+            f"At most {limit} unfinished jobs each (MAX_UNFINISHED_JOBS): wait for one to finish or cancel one."
+        )
         self.limit = limit
+
+
+class TooManySubmits(RuntimeError):
+    """The submitter sent more jobs than SUBMITS_PER_MINUTE allows; nothing was created.
+    `retry_after_s`: when the next submit will be taken."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"Too many submits at once: try again in {retry_after_s} s.")
+        self.retry_after_s = retry_after_s
 
 
 class QueueFull(RuntimeError):
@@ -79,10 +90,12 @@ class JobState:
 
     `total` is 0 while a job has not said how many steps it has. `params` are the job's inputs:
     in its first and final records and in what the service answers, not in every progress message.
-    `message` is what the job last said about its progress, `line` the last line it logged,
-    `result` what its function returned (final records), `checkpoint` what it keeps across a resume
-    (step records, see JobContext). `queue_position` (1 is next) and `starts_in` (seconds, an
-    estimate) are only in answers about a queued job, never in its log.
+    `owner` is who submitted it (see tasks.owners): in its queued snapshot and the first record of
+    each run, never in a progress message. `message` is what the job last said about its progress,
+    `line` the last line it logged, `result` what its function returned (final records),
+    `checkpoint` what it keeps across a resume (step records, see JobContext). `queue_position`
+    (1 is next) and `starts_in` (seconds, an estimate) are only in answers about a queued job,
+    never in its log.
     """
 
     job_id: str
@@ -100,6 +113,7 @@ class JobState:
     line: str | None = None
     queue_position: int | None = None
     starts_in: float | None = None
+    owner: str | None = None
 
     def supersedes(self, status: JobStatus, step: int) -> bool:
         """Whether this state moves a job last seen at `status` and `step` forward, so that the
@@ -140,6 +154,7 @@ class JobState:
             line=data.get("line"),
             queue_position=data.get("queue_position"),
             starts_in=data.get("starts_in"),
+            owner=data.get("owner"),
         )
 
 

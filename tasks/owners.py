@@ -1,27 +1,34 @@
-"""Who holds which unfinished jobs: an index per owner in Redis, and the limit checked against it.
+"""Who owns which jobs: an index per owner of their unfinished jobs in Redis, and the limit checked against it.
 
-An owner is whoever submits (a browser today). Admission is one Lua script, so two tabs or two
+An owner is whoever submits: a browser (its signed session cookie, see rxapp.session), a script
+(its API token, see tasks.tokens), or ANONYMOUS, the one owner of every API call without a token
+where API_ALLOW_ANONYMOUS lets them in. Only a job's owner may read it, page through its log,
+cancel it or run it again; anyone else is told it does not exist. Admission is one Lua script, so two tabs or two
 processes submitting at once cannot both take the last free place: it drops the owner's jobs
 that have finished, counts the rest, and only then writes the new job's snapshot and indexes it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import cast
 
 import redis
 
 from settings import Settings
-from tasks.model import JobState, JobStatus
-from tasks.progress import KEY_PREFIX, SNAPSHOT_PREFIX
+from tasks import ratelimit
+from tasks.model import JobState, JobStatus, TooManySubmits
+from tasks.progress import KEY_PREFIX, SNAPSHOT_PREFIX, owned_by_key
 
-# An owner id is what the owner's client keeps (a browser's id is a uuid4); nothing longer or odder.
+# An owner id: "b-" and 32 hex digits for a browser, "t-" and 16 for a token; nothing longer or odder.
 OWNER_ID_RE = re.compile(r"[0-9A-Za-z_-]{8,64}")
+ANONYMOUS = "anonymous"
 UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
-# KEYS: the owner's index. ARGV: snapshot key prefix, limit, job id ('' to only prune), its
-# snapshot, the snapshot's and index's time to live in seconds (0: none), the submit time.
+# KEYS: the owner's index, the job's owned-by key. ARGV: snapshot key prefix, limit, job id ('' to
+# only prune), its snapshot, the time to live in seconds of the snapshot, the index and the
+# owned-by key (0: none), the submit time, the owner.
 # Returns the owner's unfinished jobs before the new one, negated when the new one was refused.
 ADMIT = f"""
 local open = 0
@@ -39,8 +46,10 @@ if open >= tonumber(ARGV[2]) then return -open - 1 end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
   redis.call('set', ARGV[1] .. ARGV[3], ARGV[4], 'ex', ttl)
+  redis.call('set', KEYS[2], ARGV[7], 'ex', ttl)
 else
   redis.call('set', ARGV[1] .. ARGV[3], ARGV[4])
+  redis.call('set', KEYS[2], ARGV[7])
 end
 redis.call('zadd', KEYS[1], ARGV[6], ARGV[3])
 if ttl > 0 then redis.call('expire', KEYS[1], ttl) end
@@ -59,15 +68,17 @@ def owner_key(owner: str) -> str:
 
 
 def _admit(client: redis.Redis, owner: str, limit: int, job_id: str, snapshot: str, ttl_s: int, at: float) -> int:
-    result = client.eval(ADMIT, 1, owner_key(owner), SNAPSHOT_PREFIX, limit, job_id, snapshot, ttl_s, repr(at))
+    owned_by = owned_by_key(job_id) if job_id else owner_key(owner)  # only pruning: not written
+    keys = (owner_key(owner), owned_by)
+    result = client.eval(ADMIT, 2, *keys, SNAPSHOT_PREFIX, limit, job_id, snapshot, ttl_s, repr(at), owner)
     return int(cast(int, result))
 
 
 def admit(client: redis.Redis, settings: Settings, owner: str, limit: int, state: JobState) -> bool:
     """Record the new job `state` for `owner` unless they already hold `limit` unfinished jobs.
 
-    On admission the job's snapshot is written (not published: nobody follows a job that did not
-    exist) and the job joins the owner's index; on refusal nothing is written.
+    On admission the job's snapshot and its owner are written (not published: nobody follows a job
+    that did not exist) and the job joins the owner's index; on refusal nothing is written.
     """
     return _admit(client, owner, limit, state.job_id, state.to_json(), settings.retention_s, state.ts) >= 0
 
@@ -81,3 +92,12 @@ def recent(client: redis.Redis, owner: str) -> list[str]:
     raw = cast(list[bytes], client.zrange(owner_key(owner), 0, -1, desc=True))
     _admit(client, owner, 0, "", "", 0, 0.0)
     return [job_id.decode() for job_id in raw]
+
+
+def take_submit(client: redis.Redis, settings: Settings, owner: str) -> None:
+    """Count a submit against the owner's rate (a token bucket in Redis, shared by every web
+    process): TooManySubmits, with when to try again, once they are past it."""
+    key = f"{owner_key(owner)}:submits"
+    wait_s = ratelimit.take(client, key, settings.submits_per_minute / 60, settings.submit_burst)
+    if wait_s > 0:
+        raise TooManySubmits(max(1, math.ceil(wait_s)))

@@ -57,6 +57,11 @@ def params_key(job_id: str) -> str:
     return f"{KEY_PREFIX}params:{check_job_id(job_id)}"
 
 
+def owned_by_key(job_id: str) -> str:
+    """Who owns the job (see tasks.owners), for its whole retention: its progress messages leave it out."""
+    return f"{KEY_PREFIX}owned-by:{check_job_id(job_id)}"
+
+
 def cancel_key(job_id: str) -> str:
     return f"{KEY_PREFIX}cancel:{check_job_id(job_id)}"
 
@@ -122,14 +127,16 @@ def load(client: redis.Redis, job_id: str, indexed: bool = True) -> JobState | N
     once retention has condemned the job, or (with `indexed`) when the complete index lacks it.
 
     A queued or finished job's snapshot holds its params; a running job's progress messages do
-    not (they go to every page that follows it), so its params are kept beside it."""
+    not (they go to every page that follows it), so its params are kept beside it. Its owner is
+    kept beside it for its whole retention."""
     pipe = client.pipeline(transaction=False)
     pipe.get(snapshot_key(job_id))
     pipe.get(params_key(job_id))
+    pipe.get(owned_by_key(job_id))
     pipe.exists(gone_key(job_id))
     pipe.sismember(INDEX_KEY, job_id)
     pipe.exists(INDEX_COMPLETE_KEY)
-    raw, raw_params, gone, indexed_here, index_complete = pipe.execute()
+    raw, raw_params, raw_owner, gone, indexed_here, index_complete = pipe.execute()
     if gone:
         raise JobNotFound("no such job")
     if raw is None:
@@ -139,7 +146,13 @@ def load(client: redis.Redis, job_id: str, indexed: bool = True) -> JobState | N
     state = JobState.from_json(raw)
     if state.params is None and raw_params is not None:
         state = replace(state, params=json.loads(raw_params))
+    if state.owner is None and raw_owner is not None:
+        state = replace(state, owner=raw_owner.decode())
     return state
+
+
+def keep_owner(client: redis.Redis | redis.client.Pipeline, settings: Settings, job_id: str, owner: str) -> None:
+    client.set(owned_by_key(job_id), owner, ex=settings.retention_s or None)
 
 
 @dataclass
@@ -183,8 +196,18 @@ class ProgressPublisher:
     When Redis is unreachable the job goes on: publishing backs off and resumes when Redis is back.
     """
 
-    def __init__(self, client: redis.Redis, settings: Settings, job_id: str, lease: Lease | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        job_id: str,
+        lease: Lease | None = None,
+        owner_index: str | None = None,
+    ) -> None:
         self.client = client
+        # The owner's index of unfinished jobs (tasks.owners): each publish puts the job back in
+        # it if Redis lost it, so the owner's pages find the job again after a reload.
+        self.owner_index = owner_index
         self.settings = settings
         self.job_id = job_id
         self.lease = lease
@@ -232,6 +255,8 @@ class ProgressPublisher:
         pipe.exists(cancel_key(self.job_id))
         if self.lease is not None:
             pipe.eval(RENEW_LEASE, 1, lease_key(self.job_id), self.lease.token, LEASE_MS)
+        if self.owner_index is not None:
+            pipe.zadd(self.owner_index, {self.job_id: state.started_at or state.ts}, nx=True)
         results = pipe.execute()
         self.messages += 1
         self.cancel_requested = self.cancel_requested or bool(results[2])

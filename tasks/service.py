@@ -74,25 +74,30 @@ def submit_job(job_type: object, params: object, c: Clients, owner: str | None =
     """Check the type and params, record the job as queued and enqueue it; returns at once with
     the new id. Refused input raises InvalidInput and creates nothing.
 
-    With an `owner`, the job counts against their MAX_JOBS_PER_BROWSER unfinished jobs: over it,
-    TooManyJobs is raised and nothing is created. With MAX_QUEUED_JOBS jobs waiting already,
-    QueueFull is raised and nothing is created.
+    With an `owner`, the job is theirs (see tasks.owners) and counts against their limits: past
+    SUBMITS_PER_MINUTE TooManySubmits is raised, past MAX_UNFINISHED_JOBS unfinished jobs
+    TooManyJobs. With MAX_QUEUED_JOBS jobs waiting already, QueueFull is raised. A refused job
+    creates nothing (no key, no task, no topic).
     """
     job, values = check_params(job_type, params, c)
+    if owner is not None:
+        owners.take_submit(c.redis, c.settings, owner)  # TooManySubmits past the rate
     total = job.total(values) if job.total is not None else 0
-    state = JobState(str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time(), job_type=job.name, params=values)
+    state = JobState(
+        str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time(), job_type=job.name, params=values, owner=owner
+    )
     queue.join(c.redis, state.job_id, state.ts, c.settings.max_queued_jobs)  # QueueFull when it is full
     try:
         if owner is None:
             progress.store(c.redis, c.settings, state)
-        elif not owners.admit(c.redis, c.settings, owner, c.settings.max_jobs_per_browser, state):
-            raise TooManyJobs(c.settings.max_jobs_per_browser)
+        elif not owners.admit(c.redis, c.settings, owner, c.settings.max_unfinished_jobs, state):
+            raise TooManyJobs(c.settings.max_unfinished_jobs)
         progress.add_to_index(c.redis, state.job_id)
-        _enqueue(c, state.job_id, job.name, values)
+        _enqueue(c, state.job_id, job.name, values, owner)
     except Exception:
         # Not queued: leave no snapshot behind that would read as a job waiting forever.
         with contextlib.suppress(redis.RedisError):
-            c.redis.delete(progress.snapshot_key(state.job_id))
+            c.redis.delete(progress.snapshot_key(state.job_id), progress.owned_by_key(state.job_id))
             queue.leave(c.redis, state.job_id)
         raise
     return queued_state(state, c)
@@ -101,8 +106,9 @@ def submit_job(job_type: object, params: object, c: Clients, owner: str | None =
 @reaching_services
 def rerun_job(job_id: object, c: Clients, owner: str | None = None) -> JobState:
     """A new job of the same type with the same params as the finished job `job_id` (which stays as
-    it is). JobStillRunning while it has not finished; the new job is admitted as any submit is."""
-    state = get_job(job_id, c)
+    it is), for its owner. JobStillRunning while it has not finished; the new job is admitted as
+    any submit is."""
+    state = get_job(job_id, c, owner)
     if not state.status.finished:
         raise JobStillRunning
     return submit_job(state.job_type, state.params or {}, c, owner)
@@ -114,14 +120,17 @@ def owned_jobs(owner: str, c: Clients) -> list[str]:
     return owners.recent(c.redis, owner)
 
 
-def _enqueue(c: Clients, job_id: str, job_type: str, params: dict[str, Any]) -> None:
+def _enqueue(c: Clients, job_id: str, job_type: str, params: dict[str, Any], owner: str | None) -> None:
     """Send the job's task; its Celery task id is the job id."""
-    c.celery.send_task("tasks.jobs.run_job", args=(job_id, job_type, params), task_id=job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(job_id, job_type, params, owner), task_id=job_id)
 
 
 @reaching_services
-def get_job(job_id: object, c: Clients) -> JobState:
-    """The job's latest state: the Redis snapshot, else the last record of its Kafka log."""
+def get_job(job_id: object, c: Clients, owner: str | None = None) -> JobState:
+    """The job's latest state: the Redis snapshot, else the last record of its Kafka log.
+
+    With an `owner`, only their job is found: anyone else gets JobNotFound, as for a job that does
+    not exist. `owner=None` is for Jobstream's own processes (the worker, the progress hub)."""
     job_id = check_job_id(job_id)
     try:
         state = progress.load(c.redis, job_id)
@@ -135,12 +144,19 @@ def get_job(job_id: object, c: Clients) -> JobState:
             raise JobNotFound("no such job")
         if redis_up:
             progress.refill(c.redis, c.settings, state)
+    needs_params = state.params is None and state.status is JobStatus.RUNNING
+    if needs_params or (state.owner is None and owner is not None):
+        # Redis lost them: the log's first record has them (its topic is made when a worker starts it).
+        with contextlib.suppress(JobNotFound):
+            first = c.reader.page(job_id, 0, 1).records
+            if first and isinstance(first[0], JobState):
+                state = replace(state, params=state.params or first[0].params, owner=first[0].owner)
+                if redis_up and state.owner is not None:
+                    progress.keep_owner(c.redis, c.settings, job_id, state.owner)
+    if owner is not None and (state.owner or owners.ANONYMOUS) != owner:
+        raise JobNotFound("no such job")
     if state.status is JobStatus.QUEUED and redis_up:
         return queued_state(state, c)
-    if state.params is None and state.status is JobStatus.RUNNING:  # Redis lost them: the log's first record has them
-        with contextlib.suppress(JobNotFound):  # its topic is made when a worker starts it
-            first = c.reader.page(job_id, 0, 1).records
-            state = replace(state, params=first[0].params if first and isinstance(first[0], JobState) else None)
     return state
 
 
@@ -156,14 +172,23 @@ def places(job_ids: list[str], c: Clients) -> dict[str, queue.Place]:
 
 
 @reaching_services
-def read_log(job_id: object, offset: int, limit: int, c: Clients, kinds: frozenset[LineKind] | None = None) -> LogPage:
+def read_log(
+    job_id: object,
+    offset: int,
+    limit: int,
+    c: Clients,
+    kinds: frozenset[LineKind] | None = None,
+    owner: str | None = None,
+) -> LogPage:
     """The job's history: at most `limit` records of its Kafka log from `offset` (0: the first)
-    on, of these `kinds` only when given (see JobLogReader.page).
+    on, of these `kinds` only when given (see JobLogReader.page); with an `owner`, only theirs.
 
     A queued job's log is empty until a worker takes it. A job condemned by retention reads as not
     found, as in `get_job`; with Redis down the log still answers.
     """
     job_id = check_job_id(job_id)
+    if owner is not None:
+        get_job(job_id, c, owner)  # JobNotFound for anyone else's
     try:
         known = progress.load(c.redis, job_id) is not None  # JobNotFound once condemned
     except redis.RedisError:
@@ -177,10 +202,11 @@ def read_log(job_id: object, offset: int, limit: int, c: Clients, kinds: frozens
 
 
 @reaching_services
-def cancel_job(job_id: object, c: Clients) -> JobState:
-    """Ask the job to stop. A queued job is cancelled at once; a running one stops at its next
-    progress publish (within PROGRESS_INTERVAL_MS) and writes a final `cancelled` record."""
-    state = get_job(job_id, c)
+def cancel_job(job_id: object, c: Clients, owner: str | None = None) -> JobState:
+    """Ask the job to stop (with an `owner`, only theirs). A queued job is cancelled at once; a
+    running one stops at its next progress publish (within PROGRESS_INTERVAL_MS) and writes a
+    final `cancelled` record."""
+    state = get_job(job_id, c, owner)
     if state.status.finished:
         return state
     c.redis.set(progress.cancel_key(state.job_id), 1, ex=c.settings.retention_s or None)
@@ -212,13 +238,14 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
         job_id, task = raw_id.decode(), json.loads(raw_task)
         if isinstance(task, int):  # recorded before job types: the total of a count job
             task = {"type": DEFAULT_JOB_TYPE, "params": {"n": task}}
+        owner = task.get("owner")
         if c.redis.exists(progress.lease_key(job_id)):
             continue
         state = progress.load(c.redis, job_id)
         if state is not None and state.status.finished:
             c.redis.hdel(progress.RUNNING_KEY, job_id)
         elif c.redis.set(progress.requeued_key(job_id), 1, nx=True, ex=progress.LEASE_MS // 1000 * 3):
-            _enqueue(c, job_id, task["type"], task["params"])
+            _enqueue(c, job_id, task["type"], task["params"], owner)
             log.warning("requeued job %s: its worker is gone", job_id)
             recovered.append(job_id)
     return recovered
@@ -274,7 +301,9 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
     if due:
         c.admin.delete(due)
         keys = [
-            key(job_id) for job_id in due for key in (progress.snapshot_key, progress.cancel_key, progress.params_key)
+            key(job_id)
+            for job_id in due
+            for key in (progress.snapshot_key, progress.cancel_key, progress.params_key, progress.owned_by_key)
         ]
         c.redis.delete(*keys)
         c.redis.zrem(progress.PURGING_KEY, *due)

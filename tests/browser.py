@@ -6,11 +6,8 @@ import json
 import re
 import time
 from collections.abc import Callable
-from urllib.parse import unquote
 
-from playwright.sync_api import BrowserContext, Dialog, Locator, Page, WebSocketRoute, expect
-
-from rxapp.state.cookie import COOKIE_NAME
+from playwright.sync_api import Dialog, Locator, Page, WebSocketRoute, expect
 
 # Generous: the machine's two cores are shared with benchmarks and other suites.
 TIMEOUT_S = 20
@@ -36,12 +33,6 @@ def with_form_values(packet: str, values: dict[str, str]) -> str:
     kept = [[name, value] for name, value in entries if name not in values]
     event[1]["payload"]["form_data"]["__reflex_form_data__"] = kept + [[name, value] for name, value in values.items()]
     return match[1] + json.dumps(event)
-
-
-def cookie_ids(context: BrowserContext) -> list[str]:
-    """The job ids the context's jobs cookie holds (the browser keeps it URL-encoded)."""
-    values = [unquote(c["value"]) for c in context.cookies() if c["name"] == COOKIE_NAME]
-    return [job_id for value in values for job_id in value.split(",") if job_id]
 
 
 class JobPage:
@@ -198,7 +189,9 @@ class JobPage:
             self.page.wait_for_timeout(20)
 
     def assert_clean(self) -> None:
-        """No uncaught script error, no alert, no error toast (Reflex shows backend errors as one)."""
+        """No uncaught script error, no alert, no error toast (Reflex shows backend errors as one), no
+        notice of a lost connection."""
         assert self.errors == [], f"page errors: {self.errors}"
         assert self.dialogs == [], f"dialogs: {self.dialogs}"
         expect(self.page.locator("[data-sonner-toast]")).to_have_count(0)
+        expect(self.page.get_by_test_id("connection-lost")).to_have_count(0)

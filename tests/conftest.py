@@ -28,6 +28,8 @@ from stack.processes import VENV_BIN, CeleryWorker, Child, app_env, free_port, h
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobState
+from tasks.tokens import tokens_path
+from tests.apiclient import script_token
 from tests.browser import TIMEOUT_S, JobPage
 
 # The tests' own Redis database, broker port, ports and run folder (settings.ENVIRONMENTS), set before
@@ -91,11 +93,20 @@ def stack(settings: Settings) -> Iterator[list[services.Service]]:
     """Redis and Kafka for the whole session: reused if they answer, embedded otherwise."""
     planned = services.plan(settings)
     running = [services.start(s, settings) for s in planned if s.embedded]
-    # The test database starts empty: no Celery messages or snapshots left from an earlier run.
+    # The test database starts empty: no Celery messages or snapshots left from an earlier run, nor
+    # the API tokens its tests made.
     redis.Redis.from_url(settings.redis_url).flushdb()
+    tokens_path(settings).unlink(missing_ok=True)
     yield planned
     for r in running:
         r.stop()
+
+
+@pytest.fixture(autouse=True)
+def own_api_token() -> None:
+    """Each test's API calls are a script of their own: one test's jobs never count against another's
+    limits (MAX_UNFINISHED_JOBS, SUBMITS_PER_MINUTE)."""
+    script_token.cache_clear()
 
 
 @pytest.fixture

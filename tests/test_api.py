@@ -10,18 +10,18 @@ from dataclasses import replace
 import pytest
 from starlette.testclient import TestClient
 
-from rxapp.api import api
 from stack.processes import Child
 from tasks import service
 from tasks.clients import Clients
 from tasks.jobtypes import InvalidParams
+from tests.apiclient import api_client, bearer
 from tests.conftest import WebApp, wait_finished, wait_for
 from tests.test_pipeline import assert_complete_log, read_log
 
 
 @pytest.fixture
 def client() -> TestClient:
-    return TestClient(api, raise_server_exceptions=False)
+    return api_client(raise_server_exceptions=False)
 
 
 def job_keys(c: Clients) -> set[bytes]:
@@ -216,7 +216,8 @@ def test_a_jobs_log_reads_page_by_page_to_its_final_record(client: TestClient, c
 
 def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json", **bearer()}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())

@@ -16,10 +16,10 @@ import pytest
 from playwright.sync_api import BrowserContext
 from starlette.testclient import TestClient
 
-from rxapp.api import api
 from settings import Settings
 from tasks import progress
 from tasks.clients import Clients
+from tests.apiclient import api_client, bearer
 from tests.conftest import WebApp
 from tests.test_fuzz import job_keys
 
@@ -28,7 +28,7 @@ EVIL = "http://evil.example"
 
 @pytest.fixture
 def client() -> TestClient:
-    return TestClient(api)
+    return api_client()
 
 
 @pytest.mark.parametrize(
@@ -89,15 +89,15 @@ def test_cors_answers_the_apps_origins_only(web: WebApp, settings: Settings) -> 
     for origin in settings.allowed_origins:
         status, headers = request(f"{web.backend}/api/jobs", "OPTIONS", {"origin": origin, **preflight})
         assert (status, headers.get("access-control-allow-origin")) == (200, origin)
-    _, headers = request(f"{web.backend}/api/job-types", headers={"origin": EVIL})
+    _, headers = request(f"{web.backend}/api/job-types", headers={"origin": EVIL, **bearer()})
     assert "access-control-allow-origin" not in headers
 
 
 def test_the_backend_answers_only_its_own_host_names(web: WebApp, settings: Settings) -> None:
     url = f"{web.backend}/api/job-types"
-    assert request(url)[0] == 200
+    assert request(url, headers=bearer())[0] == 200
     for host in ("evil.example", f"evil.example:{settings.backend_port}", "localhost.evil.example"):
-        assert request(url, headers={"host": host})[0] == 400
+        assert request(url, headers={"host": host, **bearer()})[0] == 400
     assert not upgrade(web, settings.allowed_origins[0], host="evil.example").startswith("HTTP/1.1 101")
 
 

@@ -1,5 +1,5 @@
 """Fuzzing the entry points: schemathesis against the HTTP API's own schema, hypothesis on the checks
-behind it (the job types' params, submit_job, ids_from_cookie). Redis and Kafka run; no worker does, so a job the
+behind it (the job types' params, submit_job, the session cookie). Redis and Kafka run; no worker does, so a job the
 fuzzers manage to create stays queued, is counted, and is cancelled and unqueued at the end.
 """
 
@@ -8,18 +8,16 @@ from __future__ import annotations
 import json
 import re
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import cast
-from urllib.parse import quote
 
 import hypothesis
 import jsonschema
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, example, given
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -30,12 +28,14 @@ from schemathesis.specs.openapi.checks import (
 from starlette.testclient import TestClient
 
 from rxapp.api import api, submitted
-from rxapp.state.jobs import COOKIE_MAX_CHARS, ids_from_cookie
+from rxapp.session import COOKIE_NAME, cookie_value, owner_of_headers, owner_of_value
 from settings import Settings
 from tasks import progress, service
 from tasks.clients import Clients, clients
 from tasks.jobtypes import InvalidParams, JobType
-from tasks.model import InvalidInput, is_job_id
+from tasks.model import InvalidInput
+from tasks.owners import OWNER_ID_RE
+from tests.apiclient import api_client, bearer
 
 CELERY_QUEUE = "celery"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
@@ -102,7 +102,7 @@ def answers(settings: Settings) -> Iterator[Answers]:
 def test_every_generated_request_gets_a_declared_answer_without_a_server_error(
     case: schemathesis.Case, answers: Answers
 ) -> None:
-    response = case.call()
+    response = case.call(headers=bearer())  # as a script with its token; tests/test_access.py tries without
     answers.statuses[response.status_code] += 1
     if response.status_code == 202:
         answers.accepted.add(response.json()["job_id"])
@@ -197,37 +197,34 @@ def test_submit_job_with_refused_input_creates_and_enqueues_nothing(
     assert queued(c) == length
 
 
-job_ids = st.uuids(version=4).map(str)
-not_quite_ids = job_ids.map(str.upper) | st.uuids(version=1).map(str) | job_ids.map(lambda i: i[:-1])
-cookie_parts = (
-    job_ids | not_quite_ids | st.sampled_from(["", " ", "%", "%2", "%ZZ", "<script>", "&amp;", ";"]) | st.text()
-)
-separators = st.sampled_from([",", "%2C", "%2c", ", ", " ,", ",,", "%252C", ";", "<br>"])
-cookies = (
-    st.lists(st.tuples(cookie_parts, separators), max_size=30).map(lambda pairs: "".join(p + s for p, s in pairs))
-    | st.text()
-    | st.builds(lambda part, times: part * times, st.text(min_size=1, max_size=40), st.integers(100, 3000))
-    | st.builds(lambda job_id, times: (job_id + ",") * times, job_ids, st.integers(200, 300))
+SECRET = "k" * 20 + "s" * 20
+owners_ = st.from_regex(OWNER_ID_RE, fullmatch=True)
+headers = (
+    st.text()
+    | st.lists(st.tuples(st.text(max_size=20), st.text(max_size=60)), max_size=10).map(
+        lambda pairs: "; ".join(f"{name}={value}" for name, value in pairs)
+    )
+    | st.builds(lambda v: f"{COOKIE_NAME}={v}", st.text())
+    | st.builds(lambda o, mac: f"{COOKIE_NAME}={o}.{mac}", owners_, st.text(max_size=60))
 )
 
 
 @FUZZ
-@given(raw=cookies, limit=st.integers(1, 50))
-@example(raw="%2C".join(str(uuid.uuid4()) for _ in range(60)), limit=20)
-@example(raw="x" * (COOKIE_MAX_CHARS + 1), limit=20)
-def test_ids_from_cookie_returns_at_most_limit_distinct_well_formed_ids(raw: str, limit: int) -> None:
-    ids = ids_from_cookie(raw, limit)
-    assert len(ids) <= limit
-    assert all(is_job_id(job_id) for job_id in ids)
-    assert len(set(ids)) == len(ids)
+@given(header=headers)
+def test_a_cookie_header_names_an_owner_only_with_its_signature(header: str) -> None:
+    owner = owner_of_headers(header, SECRET)
+    assert owner is None or cookie_value(owner, SECRET) in header
 
 
 @FUZZ
-@given(ids=st.lists(job_ids, max_size=40), repeat=st.booleans(), limit=st.integers(1, 50), encoded=st.booleans())
-def test_ids_from_cookie_finds_the_ids_a_page_wrote(ids: list[str], repeat: bool, limit: int, encoded: bool) -> None:
-    written = ids + ids[:3] if repeat else ids
-    raw = quote(",".join(written), safe="") if encoded else ",".join(written)
-    assert ids_from_cookie(raw, limit) == list(dict.fromkeys(ids))[:limit]
+@given(owner=owners_, other=st.text(max_size=30), flip=st.integers(0, 42))
+def test_a_signed_session_round_trips_and_any_change_breaks_it(owner: str, other: str, flip: int) -> None:
+    value = cookie_value(owner, SECRET)
+    assert owner_of_headers(f"x{other.replace(';', '')}=1; {COOKIE_NAME}={value}", SECRET) == owner
+    assert owner_of_value(value, SECRET[::-1]) is None, "another key"
+    position = len(owner) + 1 + flip % (len(value) - len(owner) - 1)
+    changed = value[:position] + ("A" if value[position] != "A" else "B") + value[position + 1 :]
+    assert owner_of_value(changed, SECRET) is None
 
 
 # --- hypothesis through HTTP: raw bodies the schema does not describe ---------------------------------
@@ -235,7 +232,7 @@ def test_ids_from_cookie_finds_the_ids_a_page_wrote(ids: list[str], repeat: bool
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    return TestClient(api, raise_server_exceptions=False)
+    return api_client(raise_server_exceptions=False)
 
 
 def refused_body(body: bytes) -> bool:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from rxapp.api import api
 from settings import Settings
 from stack.processes import Child
 from tasks import progress
@@ -21,6 +20,7 @@ from tasks.jobtypes import find
 from tasks.model import JobState, JobStatus, LineKind, LogLine, parse_record, record_kind
 from tasks.worker.context import RunContext
 from tasks.worker.output import LineWriter
+from tests.apiclient import api_client, script_token
 from tests.conftest import wait_finished
 from tests.test_pipeline import Subscriber, line_records, read_log, state_records
 
@@ -57,7 +57,7 @@ def submit(client: TestClient, job_type: str, **params: Any) -> str:
 def test_lines_from_ctx_log_logging_and_print_are_records_of_the_log_in_order(
     c: Clients, settings: Settings, worker: Child
 ) -> None:
-    client = TestClient(api)
+    client = api_client()
     job_id = submit(client, "chatty", lines=3)
     final = wait_finished(c, job_id)
     assert (final.status, final.result) == (JobStatus.SUCCEEDED, 3)
@@ -92,7 +92,7 @@ def test_lines_from_ctx_log_logging_and_print_are_records_of_the_log_in_order(
 @pytest.mark.parametrize("bad", ["lines", "", "STATE", "log,error"])
 def test_an_unknown_kind_is_refused(c: Clients, bad: str) -> None:
     job_id = str(uuid.uuid4())
-    answer = TestClient(api).get(f"/api/jobs/{job_id}/log", params={"kind": bad})
+    answer = api_client().get(f"/api/jobs/{job_id}/log", params={"kind": bad})
     assert answer.status_code == 422
     assert answer.json()["error"].startswith("kind")
     assert "'log'" in answer.json()["error"]
@@ -102,13 +102,15 @@ def test_a_job_printing_past_log_max_lines_keeps_the_limit_and_says_how_many_it_
     c: Clients, settings: Settings, start_worker: Any
 ) -> None:
     start_worker("w", LOG_MAX_LINES="500")
-    client = TestClient(api)
+    client = api_client()
     job_id = str(uuid.uuid4())
     subscriber = Subscriber(settings, job_id)
     started = time.monotonic()
-    state = JobState(job_id, 0, 0, JobStatus.QUEUED, time.time(), job_type="chatty", params={"lines": 20_000})
+    owner = c.tokens.owner(script_token())  # the API client's, so that it may read the job
+    params = {"lines": 20_000, "pause_ms": 0}
+    state = JobState(job_id, 0, 0, JobStatus.QUEUED, time.time(), job_type="chatty", params=params, owner=owner)
     progress.store(c.redis, c.settings, state)
-    c.celery.send_task("tasks.jobs.run_job", args=(job_id, "chatty", {"lines": 20_000, "pause_ms": 0}), task_id=job_id)
+    c.celery.send_task("tasks.jobs.run_job", args=(job_id, "chatty", params, owner), task_id=job_id)
     final = wait_finished(c, job_id)
     took = time.monotonic() - started
     subscriber.join(10)
@@ -131,7 +133,7 @@ def test_a_job_printing_past_log_max_lines_keeps_the_limit_and_says_how_many_it_
 def test_an_exception_fails_the_job_with_its_traceback_in_the_log_and_one_line_in_its_state(
     c: Clients, worker: Child
 ) -> None:
-    client = TestClient(api)
+    client = api_client()
     job_id = submit(client, "progress_then_fail", fail_at=3)
     final = wait_finished(c, job_id)
     assert (final.status, final.error) == (JobStatus.FAILED, "ValueError: item 3 is broken")

@@ -12,14 +12,13 @@ from collections.abc import Callable
 from typing import cast
 
 import pytest
-from starlette.testclient import TestClient
 
-from rxapp.api import api
 from settings import Settings
 from stack.processes import Child
 from tasks import progress, service
 from tasks.clients import Clients
 from tasks.model import JobState, JobStatus
+from tests.apiclient import api_client
 from tests.conftest import wait_finished, wait_for
 from tests.test_pipeline import Subscriber, read_log, state_records, step_records
 
@@ -33,7 +32,7 @@ def test_a_tqdm_only_job_defined_in_a_test_module_runs_through_the_api_with_live
     c: Clients, settings: Settings, worker: Child
 ) -> None:
     """tests/catalog.py is loaded only through JOB_MODULES; its tqdm_only never calls ctx."""
-    client = TestClient(api)
+    client = api_client()
     answer = client.post("/api/jobs", json={"type": "tqdm_only", "params": {"items": 80, "pause_ms": 10}})
     assert answer.status_code == 202
     job_id = answer.json()["job_id"]
@@ -57,7 +56,7 @@ def test_a_tqdm_only_job_defined_in_a_test_module_runs_through_the_api_with_live
 def test_built_in_and_test_types_end_with_their_results_or_errors(
     c: Clients, settings: Settings, worker: Child
 ) -> None:
-    client = TestClient(api)
+    client = api_client()
 
     def submit(job_type: str, params: dict) -> JobState:
         answer = client.post("/api/jobs", json={"type": job_type, "params": params})

@@ -13,7 +13,6 @@ from reflex_base.constants.config import Expiration
 from reflex_base.environment import environment, oplock_hold_time
 
 from rxapp.jobview import format_seconds, job_view
-from rxapp.state.jobs import ids_from_cookie
 from settings import SETTINGS, SettingsError, apply_reflex_environment, load_settings, reflex_environment
 from tasks.model import JobNotFound, JobState, JobStatus, check_job_id, is_job_id
 from tasks.worker.celery_app import QUIET_TASKS
@@ -89,15 +88,6 @@ def test_reflex_state_in_redis_gets_the_opportunistic_lock_unless_the_user_set_i
     monkeypatch.setenv("REFLEX_OPLOCK_ENABLED", "false")
     apply_reflex_environment(in_redis)
     assert environment.REFLEX_OPLOCK_ENABLED.get() is False
-
-
-def test_cookie_ids_keep_only_well_formed_ids_up_to_the_limit() -> None:
-    ids = [str(uuid.uuid4()) for _ in range(5)]
-    raw = ",".join([ids[0], "garbage", "<script>alert(1)</script>", ids[1], ids[0], *ids[2:]])
-    assert ids_from_cookie(raw, 3) == ids[:3]
-    assert ids_from_cookie("%2C".join(ids), 10) == ids
-    assert ids_from_cookie("x" * 100_000, 10) == []
-    assert ids_from_cookie("", 10) == []
 
 
 def test_card_shows_rate_and_eta_while_running_and_duration_when_done() -> None:

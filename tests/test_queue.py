@@ -9,14 +9,13 @@ from collections.abc import Callable
 from typing import cast
 
 import pytest
-from starlette.testclient import TestClient
 
-from rxapp.api import api
 from rxapp.jobview import ordinal, queue_text
 from stack.processes import Child
 from tasks import queue, service
 from tasks.clients import Clients, clients
 from tasks.model import JobState, JobStatus
+from tests.apiclient import api_client
 from tests.conftest import wait_finished, wait_for
 from tests.test_fuzz import job_keys
 
@@ -74,7 +73,7 @@ def test_places_in_a_real_queue_move_as_jobs_ahead_start_or_are_cancelled(
     c: Clients, start_worker: Callable[..., Child]
 ) -> None:
     start_worker("w", concurrency=1)
-    client = TestClient(api)
+    client = api_client()
 
     def submit(seconds: float) -> str:
         answer = client.post("/api/jobs", json={"type": "slow_restart", "params": {"seconds": seconds}})
@@ -131,7 +130,7 @@ def test_a_submit_beyond_max_queued_jobs_is_refused_with_retry_after_and_creates
     waiting = cast(int, c.redis.zcard(queue.QUEUE_KEY))
     limited = dataclasses.replace(c.settings, max_queued_jobs=waiting + 2)
     monkeypatch.setattr(clients(), "settings", limited)  # the API's settings, as MAX_QUEUED_JOBS would set them
-    client = TestClient(api)
+    client = api_client()
     admitted = [client.post("/api/jobs", json={"n": 5}) for _ in range(2)]
     assert [answer.status_code for answer in admitted] == [202, 202]
     keys, tasks = job_keys(c), c.redis.llen("celery")

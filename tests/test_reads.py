@@ -11,15 +11,15 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from starlette.testclient import TestClient
 
-from rxapp.api import LOG_PAGE_MAX, api
+from rxapp.api import LOG_PAGE_MAX
 from settings import Settings
 from tasks import progress, service
 from tasks.clients import Clients
 from tasks.joblog import PAGE_MAX_BYTES, JobLogError, JobLogReader, topic_name
 from tasks.model import JobNotFound, JobStatus, LogLine, ServiceUnavailable
 from tasks.worker import runner
+from tests.apiclient import api_client
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_the_index_lost_with_redis_is_rebuilt_from_the_topics(c: Clients, withou
 
 
 def test_a_log_page_holds_at_most_a_thousand_records_and_about_a_megabyte(c: Clients) -> None:
-    client = TestClient(api)
+    client = api_client()
     job_id = str(uuid.uuid4())
     answer = client.get(f"/api/jobs/{job_id}/log", params={"limit": LOG_PAGE_MAX + 1})
     assert answer.status_code == 422

@@ -7,8 +7,10 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +156,16 @@ def test_make_run_serves_the_app_and_ctrl_c_stops_everything_it_started(launch, 
     assert launch.poll() is None, launch.stdout.read()
     with urllib.request.urlopen(page, timeout=5) as response:
         assert "Jobstream" in response.read().decode()
+    # A ready API token for scripts on this machine, in a file only its user reads.
+    token_file = fresh.run_dir / "api-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
+    types = urllib.request.Request(f"http://localhost:{launch.backend}/api/job-types")
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(types, timeout=5)
+    types.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(types, timeout=5) as response:
+        assert response.status == 200
     children = descendants(launch.pid)
     assert len(children) >= 5, "redis, kafka, worker, beat and web run under the launch"
     # The worker users get hands its jobs back on SIGTERM (tests/test_faults.py shows what that gives).
@@ -165,6 +177,7 @@ def test_make_run_serves_the_app_and_ctrl_c_stops_everything_it_started(launch, 
     launch.send_signal(signal.SIGINT)
     output, _ = launch.communicate(timeout=60)
     assert launch.returncode == 0, output
+    assert f"Bearer {token}" in output, "the launch prints the token, as Jupyter prints its own"
     for name in ("redis", "kafka", "worker", "beat", "web"):
         assert re.search(rf"^\d\d:\d\d:\d\d {name} *\| ", output, re.MULTILINE), f"{name}'s lines carry its name"
     wait_for(lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists()], 10, "every process to be gone")

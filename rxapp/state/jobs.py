@@ -1,43 +1,41 @@
-"""This browser's jobs: submit, cancel, recover from the cookie, and follow them live."""
+"""This browser's jobs: submit, cancel, recover after a reload, and follow them live."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Iterable
-from urllib.parse import unquote
 
 import reflex as rx
 from reflex.event import EventHandler, EventSpec
 
 from rxapp.hub import fetch_states, hub
 from rxapp.jobview import JobView, job_view, page_title
-from rxapp.state.cookie import identify_browser, jobs_cookie, update_cookie
+from rxapp.session import is_new_session, keep_session_script, page_owner
 from rxapp.state.form import FormState
 from rxapp.state.notify import notify_ended
 from tasks import service
 from tasks.clients import clients
 from tasks.jobtypes import InvalidParams
-from tasks.model import InvalidInput, JobNotFound, JobState, QueueFull, ServiceUnavailable, TooManyJobs, is_job_id
-from tasks.owners import is_owner_id
+from tasks.model import (
+    InvalidInput,
+    JobNotFound,
+    JobState,
+    QueueFull,
+    ServiceUnavailable,
+    TooManyJobs,
+    TooManySubmits,
+    is_job_id,
+)
 
-# A browser cookie holds at most ~4 KB; anything longer is not ours and is not parsed.
-COOKIE_MAX_CHARS = 8192
-
-
-def ids_from_cookie(raw: str, limit: int) -> list[str]:
-    """The well-formed job ids in a cookie value, first `limit` of them, without repeats."""
-    if len(raw) > COOKIE_MAX_CHARS:
-        return []
-    ids: list[str] = []
-    for part in unquote(raw).split(","):
-        job_id = part.strip()
-        if is_job_id(job_id) and job_id not in ids:
-            ids.append(job_id)
-            if len(ids) == limit:
-                break
-    return ids
+# Finished cards a page keeps (its unfinished ones are all kept): the oldest go first.
+FINISHED_CARDS_MAX = 50
+# A page's jobs are looked up at most this often, however often it asks (load_jobs).
+LOAD_EVERY_S = 2.0
+NO_SESSION = "This page needs cookies to know your jobs: please allow them for this site, and reload."
+REFUSALS = (InvalidInput, TooManyJobs, TooManySubmits, QueueFull, ServiceUnavailable)
 
 
 def sentence(text: str) -> str:
@@ -47,17 +45,25 @@ def sentence(text: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
+def bounded(cards: list[JobView]) -> list[JobView]:
+    """The cards, newest first, without the finished ones past FINISHED_CARDS_MAX."""
+    finished = 0
+    kept = []
+    for card in cards:
+        finished += not card.cancellable
+        if card.cancellable or finished <= FINISHED_CARDS_MAX:
+            kept.append(card)
+    return kept
+
+
 class JobsState(rx.State):
-    """The jobs of this browser, newest first; the cookie holds the ids of the unfinished ones."""
+    """The jobs of this browser, newest first. The browser is their owner through its session
+    cookie (rxapp.session), which the page's socket sends; scripts in the page cannot read it."""
 
     jobs: list[JobView] = []
     error: str = ""
-    # The jobs cookie as the browser sent it on connecting; only scripts in the browser change it.
-    cookie: str = jobs_cookie()
-    # The browser's id (its cookie, read by a script on load): whose jobs count against the limit.
-    _browser: str = ""
-    # A form submitted before the browser's id was known, sent once it is.
-    _pending_form: dict | None = None
+    # When this page last looked up its owner's jobs (load_jobs).
+    _loaded_at: float = 0.0
 
     def _cards(self) -> list[JobView]:
         """The cards as stored, without Reflex's change-tracking proxy: they are only read, and
@@ -90,27 +96,26 @@ class JobsState(rx.State):
         return page_title(self.jobs)
 
     @rx.event
-    def load_jobs(self):
-        """On page load: learn the browser's id, then `recover` its jobs."""
-        return identify_browser(JobsState.recover)
-
-    @rx.event
-    async def recover(self, browser_id: str):
-        """Show the browser's jobs: those its index in Redis holds, then those named in its cookie.
-        Finished and unknown ones leave the cookie (and the index) once shown."""
-        if not is_owner_id(browser_id):
-            self._pending_form = None
-            self.error = "This page needs cookies to remember your jobs: please allow them for this site."
+    async def load_jobs(self):
+        """On page load: show the browser's unfinished jobs, and those that finished since it last
+        looked once more (its index in Redis, see tasks.owners). Runs once per page load: a call
+        within LOAD_EVERY_S of the last does nothing."""
+        owner = page_owner(self)
+        if owner is None:
+            self.error = NO_SESSION
             return None
-        self._browser = browser_id
-        raw = self.cookie if isinstance(self.cookie, str) else ""  # a client other than a browser may send anything
-        limit = clients().settings.max_jobs_per_browser
+        if time.time() - self._loaded_at < LOAD_EVERY_S:
+            return None
+        self._loaded_at = time.time()
+        keep: list[EventSpec] = []
+        if is_new_session(self):  # the browser has no cookie yet: it gets one for this owner
+            keep.append(rx.call_script(keep_session_script(owner, clients().settings, self._loaded_at)))
         try:
-            indexed = await asyncio.to_thread(service.owned_jobs, browser_id, clients())
-        except ServiceUnavailable:  # the cookie still names the jobs
-            indexed = []
-        from_cookie = ids_from_cookie(raw, limit)
-        ids = list(dict.fromkeys(indexed[:limit] + from_cookie))
+            ids = await asyncio.to_thread(service.owned_jobs, owner, clients())
+        except ServiceUnavailable as exc:
+            self.error = str(exc)
+            return keep
+        ids = ids[: clients().settings.max_unfinished_jobs]
         feed = hub.feed(self.router.session.client_token)
         followed = set(feed.job_ids)
         # Followed first, read second: nothing published in between is missed.
@@ -120,44 +125,36 @@ class JobsState(rx.State):
         except ServiceUnavailable as exc:
             await feed.unfollow(set(ids) - followed)
             self.error = str(exc)
-            return None
+            return keep
         known = self._job_ids()
         new = [job_view(states[job_id]) for job_id in ids if job_id in states and job_id not in known]
         # Ids come newest first: keep that order among jobs that started at once.
         for newer, older in itertools.pairwise(new):
             older.submitted_at = min(older.submitted_at, newer.submitted_at)
-        self.jobs = sorted(self._cards() + new, key=lambda job: job.submitted_at, reverse=True)
+        self.jobs = bounded(sorted(self._cards() + new, key=lambda job: job.submitted_at, reverse=True))
         self._apply(states.values())
         await feed.unfollow(set(ids) - self._unfinished_ids())
-        events: list[EventSpec | EventHandler] = []
-        if raw:  # also drops what is not a job id
-            gone = [job_id for job_id in from_cookie if job_id not in states or states[job_id].status.finished]
-            events.append(update_cookie(remove=gone))
-        if self._pending_form is not None:  # submitted before the browser's id was known
-            form, self._pending_form = self._pending_form, None
-            events += await self._start(form)  # with a watcher when it started a job
-        if JobsState.watch not in events and self._unfinished_ids():
-            events.append(JobsState.watch)
-        return events
+        return [*keep, JobsState.watch] if self._unfinished_ids() else keep
 
     @rx.event
     async def submit(self, form_data: dict):
-        """Start a job of the form's type with the form's params; bad input, or a browser at its
-        limit of unfinished jobs, shows why and creates nothing."""
-        if not self._browser:
-            self._pending_form = dict(form_data)
-            return identify_browser(JobsState.recover)
-        return await self._start(form_data)
+        """Start a job of the form's type with the form's params; bad input, or a browser past its
+        limits, shows why and creates nothing."""
+        owner = page_owner(self)
+        if owner is None:
+            self.error = NO_SESSION
+            return []
+        return await self._start(form_data, owner)
 
-    async def _start(self, form_data: dict) -> list[EventSpec | EventHandler]:
+    async def _start(self, form_data: dict, owner: str) -> list[EventSpec | EventHandler]:
         form = await self.get_state(FormState)
         try:
             job_type, params = form.params(form_data)
-            state = await asyncio.to_thread(service.submit_job, job_type, params, clients(), self._browser)
+            state = await asyncio.to_thread(service.submit_job, job_type, params, clients(), owner)
         except InvalidParams as exc:
             self.error = sentence(form.refused(exc.errors))
             return []
-        except (InvalidInput, TooManyJobs, QueueFull, ServiceUnavailable) as exc:
+        except REFUSALS as exc:
             self.error = sentence(str(exc))
             return []
         form.accepted()
@@ -166,28 +163,29 @@ class JobsState(rx.State):
     @rx.event
     async def rerun(self, job_id: str):
         """Run one of this page's finished jobs again: a new job, with the same type and params."""
-        if not is_job_id(job_id) or job_id not in self._job_ids() - self._unfinished_ids():
+        owner = page_owner(self)
+        if owner is None or not is_job_id(job_id) or job_id not in self._job_ids() - self._unfinished_ids():
             return None
         try:
-            state = await asyncio.to_thread(service.rerun_job, job_id, clients(), self._browser)
+            state = await asyncio.to_thread(service.rerun_job, job_id, clients(), owner)
         except JobNotFound:
             self.error = "This job is gone: it was deleted after the retention period."
             return None
-        except (InvalidInput, TooManyJobs, QueueFull, ServiceUnavailable) as exc:
+        except REFUSALS as exc:
             self.error = sentence(str(exc))
             return None
         return await self._show_new(state)
 
     async def _show_new(self, state: JobState) -> list[EventSpec | EventHandler]:
-        """A job just submitted from this page: its card first, followed live, remembered in the cookie."""
+        """A job just submitted from this page: its card first, followed live."""
         self.error = ""
-        self.jobs = [job_view(state), *self._cards()]
+        self.jobs = bounded([job_view(state), *self._cards()])
         # Followed, then its snapshot read once: a state published before the follow is not missed.
         feed = hub.feed(self.router.session.client_token)
         await feed.follow([state.job_id])
         with contextlib.suppress(ServiceUnavailable):  # its next publish comes through the feed
             self._apply((await fetch_states([state.job_id])).values())
-        return [update_cookie(add=[state.job_id]), JobsState.watch]
+        return [JobsState.watch]
 
     @rx.event
     def clear_error(self):
@@ -196,18 +194,20 @@ class JobsState(rx.State):
 
     @rx.event
     async def cancel(self, job_id: str):
-        if not is_job_id(job_id) or job_id not in self._unfinished_ids():
-            return None
+        """Stop one of this page's unfinished jobs (the owner's only: see service.cancel_job)."""
+        owner = page_owner(self)
+        if owner is None or not is_job_id(job_id) or job_id not in self._unfinished_ids():
+            return
         try:
-            state = await asyncio.to_thread(service.cancel_job, job_id, clients())
+            state = await asyncio.to_thread(service.cancel_job, job_id, clients(), owner)
         except JobNotFound:
-            return None
+            return
         except ServiceUnavailable as exc:
             self.error = str(exc)
-            return None
+            return
         self.error = ""
         self._apply([state])
-        return update_cookie(remove=[job_id]) if state.status.finished else None
+        return
 
     @rx.event
     def dismiss(self, job_id: str):
@@ -234,9 +234,6 @@ class JobsState(rx.State):
                     done = feed.job_ids - still_running
                     if not still_running:
                         await feed.release(claim)
-                finished = [state.job_id for state in states if state.status.finished]
-                if finished:
-                    yield update_cookie(remove=finished)
                 if ended:
                     yield notify_ended(ended)
                 await feed.unfollow(done)

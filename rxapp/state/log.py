@@ -13,6 +13,7 @@ from typing import Any
 import reflex as rx
 
 from rxapp.jobview import type_title
+from rxapp.session import page_owner
 from rxapp.state.jobs import JobsState
 from tasks import service
 from tasks.clients import clients
@@ -80,17 +81,20 @@ class LogState(rx.State):
     _finished: bool = False
     # The job whose log a `follow` task reads now, if any.
     _following: str = ""
+    # Whose job it is: the page's owner when it opened (every read checks it).
+    _owner: str = ""
 
     @rx.event
     async def open(self, job_id: str):
         """Show the first page of the log of `job_id`, if it is one of this browser's jobs; follow
         it while it runs."""
         jobs = await self.get_state(JobsState)
-        if job_id not in jobs._job_ids():
+        owner = page_owner(self)
+        if owner is None or job_id not in jobs._job_ids():
             return None
-        self.job_id = job_id
+        self.job_id, self._owner = job_id, owner
         try:  # the job's state holds its params, whether it has a log yet or not
-            state = await asyncio.to_thread(service.get_job, job_id, clients())
+            state = await asyncio.to_thread(service.get_job, job_id, clients(), owner)
         except (JobNotFound, ServiceUnavailable):
             self.title, self.params, self._finished = "", [], True  # the log's read says what is wrong
         else:
@@ -145,9 +149,11 @@ class LogState(rx.State):
                 async with self:
                     if self.job_id != job_id or not self.live:
                         return
-                    offset, kinds = self.next_offset, self._kinds()
+                    offset, kinds, owner = self.next_offset, self._kinds(), self._owner
                 try:
-                    page = await asyncio.to_thread(service.read_log, job_id, offset, FOLLOW_MAX_ROWS, clients(), kinds)
+                    page = await asyncio.to_thread(
+                        service.read_log, job_id, offset, FOLLOW_MAX_ROWS, clients(), kinds, owner
+                    )
                 except (JobNotFound, ServiceUnavailable):
                     continue  # the next read says, or the dialog's next page does
                 caught_up = page.end
@@ -170,7 +176,9 @@ class LogState(rx.State):
 
     async def _read(self, offset: int) -> None:
         try:
-            page = await asyncio.to_thread(service.read_log, self.job_id, offset, LOG_PAGE, clients(), self._kinds())
+            page = await asyncio.to_thread(
+                service.read_log, self.job_id, offset, LOG_PAGE, clients(), self._kinds(), self._owner
+            )
         except JobNotFound:
             self.rows, self.end = [], True
             self.error = "This job's log is gone: it was deleted after the retention period."

@@ -11,6 +11,7 @@ from typing import Any
 import reflex as rx
 
 from rxapp.jobview import type_title
+from rxapp.session import page_owner
 from rxapp.state.jobs import JobsState
 from tasks import service
 from tasks.clients import clients
@@ -66,12 +67,13 @@ class ResultState(rx.State):
     async def open(self, job_id: str):
         """Show the result of `job_id`, if it is one of this browser's jobs."""
         jobs = await self.get_state(JobsState)
-        if job_id not in jobs._job_ids():
+        owner = page_owner(self)
+        if owner is None or job_id not in jobs._job_ids():
             return
         self._clear()
         self.job_id = job_id
         try:
-            state = await asyncio.to_thread(service.get_job, job_id, clients())
+            state = await asyncio.to_thread(service.get_job, job_id, clients(), owner)
         except JobNotFound:
             self.error = "This job's result is gone: it was deleted after the retention period."
             return

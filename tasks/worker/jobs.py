@@ -12,13 +12,13 @@ from tasks.worker.celery_app import app
 
 
 @app.task(name="tasks.jobs.run_job")
-def run_job(job_id: str, job_type: str | int, params: dict[str, Any] | None = None) -> str:
-    """Run job `job_id`, a `job_type` job with these params; returns its final status.
+def run_job(job_id: str, job_type: str | int, params: dict[str, Any] | None = None, owner: str | None = None) -> str:
+    """Run job `job_id`, a `job_type` job with these params, of this owner; returns its final status.
 
     A message queued before job types holds (job_id, n): a count job of n steps."""
     if isinstance(job_type, int):
         job_type, params = DEFAULT_JOB_TYPE, {"n": job_type}
-    return runner.run_job(job_id, job_type, params or {}, clients()).status.value
+    return runner.run_job(job_id, job_type, params or {}, clients(), owner).status.value
 
 
 @app.task(name="tasks.jobs.purge_expired_jobs")

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from tasks import progress, queue
+from tasks import owners, progress, queue
 from tasks.clients import Clients
 from tasks.joblog import JobLogError, topic_name
 from tasks.jobtypes import JobType, find
@@ -40,8 +40,9 @@ WORKER_LOST = "its worker was lost"
 LOG_UNWRITABLE = "its log could not be written"
 
 
-def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients) -> JobState:
-    """Run the job to its end, once, even when several copies of the task are delivered.
+def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients, owner: str | None = None) -> JobState:
+    """Run the job to its end, once, even when several copies of the task are delivered. `owner`
+    (who submitted it) is kept beside its progress and written in the first record of each run.
 
     A lease in Redis admits one copy at a time. The copy that holds it finds in the job's log
     whether an earlier run was interrupted, and does what the job type declares (OnWorkerLost).
@@ -54,12 +55,15 @@ def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients) -> J
         return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.QUEUED, time.time())
     pipe = c.redis.pipeline(transaction=False)
     queue.leave(pipe, job_id)
-    pipe.hset(progress.RUNNING_KEY, job_id, json.dumps({"type": job_type, "params": params}))
+    pipe.hset(progress.RUNNING_KEY, job_id, json.dumps({"type": job_type, "params": params, "owner": owner}))
     pipe.set(progress.params_key(job_id), json.dumps(params), ex=c.settings.retention_s or None)
+    if owner is not None:
+        progress.keep_owner(pipe, c.settings, job_id, owner)
     pipe.execute()
-    publisher = progress.ProgressPublisher(c.redis, c.settings, job_id, lease)
+    owner_index = owners.owner_key(owner) if owner is not None and owners.is_owner_id(owner) else None
+    publisher = progress.ProgressPublisher(c.redis, c.settings, job_id, lease, owner_index)
     try:
-        final = _run_with_one_retry(job_id, job_type, params, c, publisher)
+        final = _run_with_one_retry(job_id, job_type, params, c, publisher, owner)
     except progress.LeaseLost:
         log.warning("job %s was handed to another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.RUNNING, time.time())
@@ -71,17 +75,22 @@ def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients) -> J
 
 
 def _run_with_one_retry(
-    job_id: str, job_type: str, params: dict[str, Any], c: Clients, publisher: progress.ProgressPublisher
+    job_id: str,
+    job_type: str,
+    params: dict[str, Any],
+    c: Clients,
+    publisher: progress.ProgressPublisher,
+    owner: str | None,
 ) -> JobState:
     """Run; after a Kafka failure, once more with a new producer (a broker restarted since the
     last job fences the old one), as after a lost worker; then fail the job."""
     try:
         try:
-            return _run_leased(job_id, job_type, params, c, publisher, WORKER_LOST)
+            return _run_leased(job_id, job_type, params, c, publisher, WORKER_LOST, owner)
         except JobLogError as exc:
             log.warning("job %s: %s; trying again with a new producer", job_id, exc)
             c.reset_writer()
-            return _run_leased(job_id, job_type, params, c, publisher, LOG_UNWRITABLE)
+            return _run_leased(job_id, job_type, params, c, publisher, LOG_UNWRITABLE, owner)
     except JobLogError as exc:
         return _fail_without_log(c, publisher, job_id, job_type, params, exc)
 
@@ -93,6 +102,7 @@ def _run_leased(
     c: Clients,
     publisher: progress.ProgressPublisher,
     interrupted: str,
+    owner: str | None = None,
 ) -> JobState:
     """Start, resume or restart the job from what its log holds; raises JobLogError when Kafka
     cannot be used. `interrupted` says what stopped an earlier run, if the log shows one."""
@@ -137,8 +147,8 @@ def _run_leased(
     ctx = RunContext(job_id, job, c, publisher, started_at, resume_after, total, checkpoint)
     ctx.message = how
     first = ctx.state()
-    # The first record of a run holds the params, and says whether it resumed or started again.
-    c.writer.append(topic_name(c.settings, job_id), job_id, replace(first, params=params).to_json())
+    # The first record of a run holds the params and the owner, and says whether it resumed or started again.
+    c.writer.append(topic_name(c.settings, job_id), job_id, replace(first, params=params, owner=owner).to_json())
     publisher.publish(first)
     return _finish(c, publisher, _call(job, dict(values), ctx, params))
 
