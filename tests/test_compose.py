@@ -33,12 +33,16 @@ COMPOSE = compose_command()
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="neither `docker compose` nor docker-compose is installed")
 
 
+# What a deployment sets in its shell (README: Production); the compose file refuses to run without it.
+DEPLOYMENT_ENV = {"SESSION_SECRET": "s" * 40}
+
+
 def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     assert COMPOSE is not None
     return subprocess.run(
         [*COMPOSE, "-f", "docker-compose.yml", *args],
         cwd=PROJECT_ROOT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **DEPLOYMENT_ENV, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -162,3 +166,30 @@ def test_the_app_is_published_on_this_machine_only(normalized: str) -> None:
     app = service(normalized, "app")
     assert re.search(r"host_ip: 127\.0\.0\.1|- 127\.0\.0\.1:3000:3000", app), app
     assert "0.0.0.0:3000" not in app
+
+
+def test_the_app_will_not_run_without_a_session_secret_from_the_callers_shell() -> None:
+    result = compose("config", env={"SESSION_SECRET": ""})  # compose's `:?` refuses empty as unset
+    assert result.returncode != 0
+    assert "set SESSION_SECRET" in result.stderr
+    given = compose("config", env={"SESSION_SECRET": "k" * 48})
+    assert env(service(given.stdout, "app"), "SESSION_SECRET") == "k" * 48
+
+
+@pytest.mark.parametrize("name", ["kafka", "redis", "worker", "beat", "app"])
+def test_every_service_has_memory_and_process_limits(normalized: str, name: str) -> None:
+    block = service(normalized, name)
+    assert re.search(r"^ +mem_limit: \S+", block, re.MULTILINE), block
+    assert re.search(r"^ +pids_limit: \d+", block, re.MULTILINE), block
+
+
+def test_api_tokens_are_kept_on_a_volume_of_the_app(normalized: str) -> None:
+    assert mounts_named_volume(normalized, service(normalized, "app"), "/app/.run")
+
+
+def test_the_image_holds_no_tests_benchmarks_or_dev_requirements() -> None:
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    assert {"tests", "bench", "requirements-dev.txt", ".venv", ".run"} <= set(ignored)
+    base = re.search(r"^FROM (\S+)", (PROJECT_ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert base, "no FROM"
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base[1]), base[1]
