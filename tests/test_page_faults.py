@@ -266,4 +266,3 @@ def test_a_cancel_while_redis_is_down_says_so_plainly_and_loses_nothing(
     cancelled = wait_finished(Clients(own), job_id, timeout_s=TIMEOUT_S)
     expect(page.step_text(job_id)).to_have_text(f"{cancelled.step:,}/{BIG_N:,}")
     page.assert_clean()
-
