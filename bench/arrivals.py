@@ -7,6 +7,11 @@
   state change arriving"): for each state that reached the client, its arrival time minus the time its
   step was taken (the record's `ts`; Jobstream publishes a step's state when it is taken). Coalescing
   and polling skip steps; this is the age of what was delivered.
+- status change to client (the results' `e2e_status_change_ms`, issue 17's "status changes are never
+  paced"): the first arrival of the job's final status minus its final record's time: what a person
+  waits to see a job end, which pacing must not delay.
+- updates per second (the results' `e2e_min_updates_per_s`, issue 17's smoothness): how often the
+  page got a new step of its running job, over the job's run, for the page that got the fewest.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bench import measure
 
@@ -60,6 +66,33 @@ def step_to_client_ms(arrivals: Sequence[Arrival], times: StepTimes) -> list[flo
     return delays
 
 
+def status_change_ms(arrivals: Sequence[Arrival], times: StepTimes) -> list[float]:
+    """The job's end reaching the client: its first finished arrival minus its final record's time;
+    nothing when the client's first arrival was already the end (its own read, not a push)."""
+    ended = [ts for (_, finished), ts in times.items() if finished]
+    first = next((i for i, arrival in enumerate(arrivals) if arrival.finished), None)
+    if not ended or not first:
+        return []
+    return [(arrivals[first].at - ended[0]) * 1000]
+
+
+def updates_per_s(arrivals: Sequence[Arrival], times: StepTimes) -> float | None:
+    """New steps the client got per second while the job ran (after its first arrival)."""
+    running = [ts for (_, finished), ts in times.items() if not finished]
+    if not arrivals or not running:
+        return None
+    start, end = max(arrivals[0].at, min(running)), max(running)
+    new_steps = {a.step for a in arrivals[1:] if start < a.at <= end and not a.finished}
+    return len(new_steps) / (end - start) if end - start >= 1.0 else None
+
+
+def spread(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50, p99 and max of samples, one sample being all three (a single page's one job end)."""
+    if len(samples_ms) == 1:
+        return {"p50": samples_ms[0], "p99": samples_ms[0], "max": samples_ms[0], "samples": 1}
+    return measure.summarize(samples_ms, (50, 99), suffix="")
+
+
 def job_seconds(times: Iterable[StepTimes]) -> float:
     """The median time the jobs took from their first step to their last."""
     spans = []
@@ -69,15 +102,24 @@ def job_seconds(times: Iterable[StepTimes]) -> float:
     return statistics.median(spans)
 
 
-def summarize(clients: Iterable[tuple[Sequence[Arrival], StepTimes]]) -> dict[str, dict[str, float]]:
-    """Both delays over every client (each with its job's step times): "step_to_client", "publish_to_client"."""
+def summarize(clients: Iterable[tuple[Sequence[Arrival], StepTimes]]) -> dict[str, Any]:
+    """The delays over every client (each with its job's step times): "step_to_client",
+    "publish_to_client", "status_change"; and "min_updates_per_s", the fewest updates a second a
+    client got of its running job (None when no job ran for a second)."""
     delivered: list[float] = []
     shown: list[float] = []
+    changes: list[float] = []
+    rates: list[float] = []
     for arrivals, times in clients:
         delivered += delivered_ms(arrivals, times)
         shown += step_to_client_ms(arrivals, times)
+        changes += status_change_ms(arrivals, times)
+        if (rate := updates_per_s(arrivals, times)) is not None:
+            rates.append(rate)
     # Each as p50, p99 and max in milliseconds, and how many delays there were.
     return {
         "step_to_client": measure.summarize(shown, (50, 99), suffix=""),
         "publish_to_client": measure.summarize(delivered, (50, 99), suffix=""),
+        "status_change": spread(changes) if changes else None,
+        "min_updates_per_s": min(rates) if rates else None,
     }

@@ -140,7 +140,7 @@ def series(stack: BenchStack, web: ReflexApp, cfg: Config, tick: Tick, sample: b
     return results
 
 
-def browser_check(stack: BenchStack, web: ReflexApp, cfg: Config) -> dict[str, dict[str, float]]:
+def browser_check(stack: BenchStack, web: ReflexApp, cfg: Config) -> dict[str, Any]:
     """One job started and watched by one headless Chromium; both delays of the card's changes in the DOM."""
     job_id, arrivals = asyncio.run(browser.submit_and_watch(web.url, cfg.e2e_n, cfg.e2e_timeout_s))
     stack.job_ids.append(job_id)
@@ -200,11 +200,15 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
             # Step to page (issue 6) and publish to page (issue 4): bench.arrivals.
             "e2e_latency_ms": by_clients(runs, lambda run: run["latency"]["step_to_client"]),
             "e2e_publish_to_client_ms": by_clients(runs, lambda run: run["latency"]["publish_to_client"]),
+            # Issue 17: a job's end to its pages (never paced), and the fewest updates a page got a second.
+            "e2e_status_change_ms": by_clients(runs, lambda run: run["latency"]["status_change"]),
+            "e2e_min_updates_per_s": by_clients(runs, lambda run: run["latency"]["min_updates_per_s"]),
             "e2e_job_seconds": by_clients(runs, lambda run: run["latency"]["job_s"]),
             "e2e_cpu": by_clients(runs, lambda run: run["phase"].cpu()),
             "e2e_backend_cores_at_full_rate": cores_at_full_rate(runs, stack.settings.progress_interval_s),
             "e2e_latency_browser_ms": browser_latency["step_to_client"],
             "e2e_publish_to_client_browser_ms": browser_latency["publish_to_client"],
+            "e2e_status_change_browser_ms": browser_latency["status_change"],
             **memory_and_connections(runs),
         }
         if cfg.e2e_redis_state:

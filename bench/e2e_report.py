@@ -16,6 +16,10 @@ MIN_PEER_RATIO = 5
 # Which issue's definition a target uses: the two delays are explained in bench.arrivals and the section.
 STEP_TO_PAGE = "issue 6: step to page"
 PUBLISH_TO_PAGE = "issue 4: publish to page"
+# Issue 17: a job's end reaches its pages unpaced, and every page gets a smooth bar.
+STATUS_CHANGE_P99_MS = {"200": 100.0}
+STATUS_CHANGE = "issue 17: a job's end to its page"
+MIN_UPDATES_PER_S = 5.0
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +47,13 @@ def described_targets(results: dict[str, Any]) -> list[tuple[Target, str]]:
     for c, limit in P99_LIMITS_MS.items():
         if c in counts:
             described.append((Target(f"e2e_latency_ms.{c}.p99", "<=", limit, " ms"), STEP_TO_PAGE))
+    for c, limit in STATUS_CHANGE_P99_MS.items():
+        if c in counts:
+            described.append((Target(f"e2e_status_change_ms.{c}.p99", "<=", limit, " ms"), STATUS_CHANGE))
+    for c, rate in results.get("e2e_min_updates_per_s", {}).items():
+        if rate is not None:  # None: no job ran for a second
+            smooth = Target(f"e2e_min_updates_per_s.{c}", ">=", MIN_UPDATES_PER_S, "/s")
+            described.append((smooth, "issue 17: the fewest updates a second a page got of its running job"))
     for c in counts:
         ratio = Target(f"ratios.peer_p50_over_jobstream_p50_by_clients.{c}", ">=", MIN_PEER_RATIO, "x")
         described.append((ratio, "issue 6: peer / Jobstream step-to-page p50"))
@@ -71,9 +82,9 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "",
         f"{cfg['e2e_jobs']} jobs of {cfg['e2e_n']:,} steps ({cfg['e2e_step_delay_ms']:g} ms each) run at once; "
         "the pages share them round-robin, each watching one. Jobstream: `reflex run --env prod`, state manager "
-        f"{results['e2e_state_manager']}, pages are scripted socket.io clients (client token, jobs cookie, "
-        "hydrate, on_load). Peer: the usual way, `update_state` per step into Celery's Redis result backend and "
-        "an HTTP endpoint (granian, Starlette) each page polls every 500 ms.",
+        f"{results['e2e_state_manager']}, pages are scripted socket.io clients (client token, the session cookie "
+        "of the job's owner, hydrate, on_load). Peer: the usual way, `update_state` per step into Celery's Redis "
+        "result backend and an HTTP endpoint (granian, Starlette) each page polls every 500 ms.",
         "",
         "Two delays, for every page and every step (bench/arrivals.py):",
         "",
@@ -87,23 +98,32 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "peer each poll returns the latest state, so its figure is small by construction and says nothing of "
         "the steps between polls.",
         "",
+        "- *a job's end to its page* (`e2e_status_change_ms`; issue 17): the page's first arrival of the "
+        "job's final status minus its final record's time. Pacing spaces out progress, never a status change.",
+        "- *updates a second* (`e2e_min_updates_per_s`; issue 17): the new steps a page got per second of its "
+        "job's run, for the page that got the fewest.",
+        "",
         "| Pages | Jobstream step to page p50 / p99 (ms) | Peer step to page | Peer / Jobstream step-to-page p50 "
-        "| Jobstream publish to page | Peer publish to page |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Jobstream publish to page | Peer publish to page | Job's end to page | Fewest updates/s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for clients in results["e2e_latency_ms"]:
+        ended = results.get("e2e_status_change_ms", {}).get(clients)
+        rate = results.get("e2e_min_updates_per_s", {}).get(clients)
         lines.append(
             f"| {clients} | {_ms(results['e2e_latency_ms'][clients])} | {_ms(results['peer_e2e_latency_ms'][clients])} "
             f"| {r['peer_p50_over_jobstream_p50_by_clients'][clients]:.1f}x "
             f"| {_ms(results['e2e_publish_to_client_ms'][clients])} "
-            f"| {_ms(results['peer_publish_to_client_ms'][clients])} |"
+            f"| {_ms(results['peer_publish_to_client_ms'][clients])} "
+            f"| {_ms(ended) if ended else 'n/a'} | {f'{rate:.1f}' if rate is not None else 'n/a'} |"
         )
     connections = ", ".join(f"{n} at {c}" for c, n in results["redis_connections_by_clients"].items())
     lines += [
         "",
         f"One real browser (headless Chromium, MutationObserver on the card), 1 page, p50 / p99: step to page "
         f"{_ms(results['e2e_latency_browser_ms'])} ms (`e2e_latency_browser_ms`), publish to page "
-        f"{_ms(results['e2e_publish_to_client_browser_ms'])} ms (`e2e_publish_to_client_browser_ms`).",
+        f"{_ms(results['e2e_publish_to_client_browser_ms'])} ms (`e2e_publish_to_client_browser_ms`), the job's "
+        f"end to page {_ms(results['e2e_status_change_browser_ms'])} ms (`e2e_status_change_browser_ms`, one job).",
     ]
     if "e2e_latency_redis_state_ms" in results:
         step = ", ".join(f"{_ms(v)} at {c}" for c, v in results["e2e_latency_redis_state_ms"].items())

@@ -3,6 +3,9 @@ not running), no app."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from rxapp.hub import PAGE_UPDATES_PER_S, PageFeed, ProgressHub
@@ -82,3 +85,45 @@ def test_a_page_has_one_feed_and_one_watcher_at_a_time() -> None:
     assert feed.claim() is None
     run_async(feed.release(second))
     assert hub.pages == 0, "a page without a socket and without a watcher is forgotten"
+
+
+def test_a_status_change_ends_a_paced_pause_at_once_and_progress_waits_for_it() -> None:
+    hub = ProgressHub()
+    interval_s = hub.settings.progress_interval_s
+    feeds = run_async(watch(hub, 4 * round(PAGE_UPDATES_PER_S * interval_s)))  # 4x the budget: paced
+    mine, job_id = feeds[0], JOB_IDS[0]
+    publish(hub, JOB_IDS)
+    pause_s = hub.pace_s()
+    assert pause_s == pytest.approx(4 * interval_s)
+
+    async def timed(then: JobStatus, before: bool) -> tuple[float, list[JobState] | None]:
+        """How long the page's next update takes to come, with `then` handed before it asks, or
+        a moment after."""
+        update = JobState(job_id, 2, 10, then, 0.0)
+        started = time.monotonic()
+        if before:
+            hub._hand([mine], update)
+        waiting = asyncio.ensure_future(mine.next_states())
+        if not before:
+            await asyncio.sleep(pause_s / 10)
+            hub._hand([mine], update)
+        states = await waiting
+        return time.monotonic() - started, states
+
+    async def scenario() -> None:
+        # The job's first state here (running) is a change: taken without waiting out the pause.
+        started = time.monotonic()
+        first = await mine.next_states()
+        assert first
+        assert first[0].status is JobStatus.RUNNING
+        assert time.monotonic() - started < pause_s / 2
+        # More progress within the same status waits for the pace.
+        took, states = await timed(JobStatus.RUNNING, before=True)
+        assert took >= pause_s * 0.9
+        assert [s.status for s in states or []] == [JobStatus.RUNNING]
+        # The job ends while its page waits out a pause: the page gets it at once.
+        took, states = await timed(JobStatus.SUCCEEDED, before=False)
+        assert took < pause_s / 2, (took, pause_s)
+        assert [s.status for s in states or []] == [JobStatus.SUCCEEDED]
+
+    run_async(scenario())
