@@ -165,6 +165,16 @@ def cores_at_full_rate(runs: dict[int, Any], interval_s: float) -> dict[str, flo
     }
 
 
+def pages_per_core(runs: dict[int, Any], interval_s: float) -> dict[str, float]:
+    """Pages one backend core serves at full rate (a running job's every coalesced message, one per
+    PROGRESS_INTERVAL_MS) at the cost per update measured with that many pages connected."""
+    return {
+        str(clients): 1000 * interval_s / run["phase"].cpu()["backend_ms_per_update"]
+        for clients, run in runs.items()
+        if run["phase"].cpu()["backend_ms_per_update"] > 0
+    }
+
+
 def memory_and_connections(runs: dict[int, Any]) -> dict[str, Any]:
     """RSS per page at the most pages; the backend's Redis connections at each count, and their growth
     from the fewest pages to the most."""
@@ -206,6 +216,7 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
             "e2e_job_seconds": by_clients(runs, lambda run: run["latency"]["job_s"]),
             "e2e_cpu": by_clients(runs, lambda run: run["phase"].cpu()),
             "e2e_backend_cores_at_full_rate": cores_at_full_rate(runs, stack.settings.progress_interval_s),
+            "e2e_pages_per_core_at_full_rate": pages_per_core(runs, stack.settings.progress_interval_s),
             "e2e_latency_browser_ms": browser_latency["step_to_client"],
             "e2e_publish_to_client_browser_ms": browser_latency["publish_to_client"],
             "e2e_status_change_browser_ms": browser_latency["status_change"],

@@ -14,6 +14,8 @@ import pytest
 import redis
 from playwright.sync_api import BrowserContext, WebSocketRoute, expect
 
+from bench.browser import OBSERVE_JS
+from bench.pageclient import FINISHED
 from rxapp.hub import RECONNECT_GRACE_S
 from rxapp.session import COOKIE_NAME, MAX_AGE_S, cookie_value, owner_of_value
 from settings import Settings
@@ -479,3 +481,26 @@ def test_screenshot_and_narrow_viewport(open_page: Callable[..., JobPage], c: Cl
     assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
     page.page.screenshot(path=Path(c.settings.run_dir) / "screenshot-390.png", full_page=True)
     page.assert_clean()
+
+
+def test_the_bar_never_moves_backwards(
+    open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext]
+) -> None:
+    """Two tabs of one browser follow a job to its end; every change each card shows (recorded in the
+    DOM as it happens, as the bench's browser records it) moves its step forward, and ends on the last."""
+    context = new_context()
+    first = open_page(context)
+    job_id = first.submit(3_000)
+    second = open_page(context)
+    pages = [first, second]
+    for page in pages:
+        expect(page.card(job_id)).to_be_visible()
+        page.page.evaluate(OBSERVE_JS, {"jobId": job_id, "finished": sorted(FINISHED)})
+    for page in pages:
+        page.page.wait_for_function("() => window.__jobDone === true")
+        rows = page.page.evaluate("() => window.__arrivals")
+        steps = [parse_step(step)[0] for _, step, _ in rows]
+        assert len(steps) > 5, rows
+        assert steps == sorted(steps), steps
+        assert steps[-1] == 3_000
+        page.assert_clean()
