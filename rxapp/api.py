@@ -381,7 +381,7 @@ async def keep_session(request: Request) -> Response:
         return error(403, "this session ticket is not valid or has expired: reload the page")
     answer = Response(status_code=204, headers={"cache-control": "no-store"})
     cookie = cookie_value(owner, settings.session_secret)
-    answer.headers.append("set-cookie", set_cookie_header(cookie, settings.api_url.startswith("https://")).decode())
+    answer.headers.append("set-cookie", set_cookie_header(cookie, settings.api_url.startswith("https://")))
     return answer
 
 

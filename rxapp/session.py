@@ -113,9 +113,10 @@ def new_browser_owner() -> str:
     return BROWSER_PREFIX + uuid.uuid4().hex
 
 
-def set_cookie_header(value: str, secure: bool) -> bytes:
+def set_cookie_header(value: str, secure: bool) -> str:
+    """The Set-Cookie value that keeps a session: HttpOnly, SameSite=Lax, for 400 days."""
     attributes = f"{COOKIE_NAME}={value}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Lax"
-    return (attributes + ("; Secure" if secure else "")).encode()
+    return attributes + ("; Secure" if secure else "")
 
 
 class Sessions:
@@ -132,7 +133,6 @@ class Sessions:
         self.app = app
         self.settings = settings
         self.event_path = "/" + get_config().prepend_backend_path(Endpoint.EVENT.value).strip("/")
-        self.secure = settings.api_url.startswith("https://")
         self.open_sockets: collections.Counter[str] = collections.Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
