@@ -119,6 +119,19 @@ def set_cookie_header(value: str, secure: bool) -> str:
     return attributes + ("; Secure" if secure else "")
 
 
+def client_address(scope: Scope, trusted_hops: int) -> str:
+    """The client's address: the connection's own, or, behind `trusted_hops` reverse proxies
+    (Reflex's trusted_proxy_hops, REFLEX_TRUSTED_PROXY_HOPS), the one the outermost trusted proxy
+    saw, from X-Forwarded-For (read as Reflex reads it; what a client puts there itself is ignored)."""
+    address = str((scope.get("client") or ("?", 0))[0])
+    if trusted_hops:
+        forwarded = b",".join(value for name, value in scope.get("headers", []) if name == b"x-forwarded-for")
+        hops = [ip.strip() for ip in forwarded.decode("latin-1").split(",") if ip.strip()]
+        if len(hops) >= trusted_hops:
+            address = hops[-trusted_hops]
+    return address
+
+
 class Sessions:
     """ASGI wrapper of the backend: gives each page socket a session, and caps sockets per address."""
 
@@ -133,13 +146,14 @@ class Sessions:
         self.app = app
         self.settings = settings
         self.event_path = "/" + get_config().prepend_backend_path(Endpoint.EVENT.value).strip("/")
+        self.trusted_hops = get_config().trusted_proxy_hops
         self.open_sockets: collections.Counter[str] = collections.Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket" or not scope["path"].startswith(self.event_path):
             await self.app(scope, receive, send)
             return
-        address = (scope.get("client") or ("?", 0))[0]
+        address = client_address(scope, self.trusted_hops)
         if self.open_sockets[address] >= self.settings.max_sockets_per_address:
             await send({"type": "websocket.close", "code": 1008, "reason": "too many sockets from this address"})
             return

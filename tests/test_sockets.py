@@ -15,8 +15,10 @@ from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import socketio
 
+from rxapp.session import client_address
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobStatus
@@ -200,3 +202,24 @@ def test_a_page_past_the_submit_rate_is_told_when_to_try_again_and_creates_nothi
 def accepted(raw: RawPage) -> set[str]:
     """The ids of the jobs whose cards the page was sent."""
     return {card["job_id"] for delta in raw.deltas(JOBS) for card in delta.get("jobs_rx_state_", [])}
+
+
+@pytest.mark.parametrize(
+    ("client", "forwarded", "hops", "address"),
+    [
+        ("10.0.0.5", None, 0, "10.0.0.5"),
+        ("10.0.0.5", "6.6.6.6", 0, "10.0.0.5"),  # no proxy trusted: the header is the client's own
+        ("10.0.0.9", "1.2.3.4", 1, "1.2.3.4"),  # one trusted proxy: the address it saw
+        ("10.0.0.9", "6.6.6.6, 1.2.3.4", 1, "1.2.3.4"),  # what the client wrote before it is ignored
+        ("10.0.0.9", "6.6.6.6, 1.2.3.4, 10.0.0.8", 2, "1.2.3.4"),
+        ("10.0.0.9", "", 1, "10.0.0.9"),  # a proxy that said nothing: the connection's own
+    ],
+)
+def test_behind_trusted_proxies_sockets_are_counted_by_the_address_the_proxy_saw(
+    client: str, forwarded: str | None, hops: int, address: str
+) -> None:
+    headers = [(b"host", b"jobs.example.com")]
+    if forwarded is not None:
+        headers.append((b"x-forwarded-for", forwarded.encode()))
+    scope = {"type": "websocket", "client": (client, 40000), "headers": headers}
+    assert client_address(scope, hops) == address
