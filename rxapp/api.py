@@ -373,9 +373,11 @@ def submitted(body: object) -> tuple[object, object]:
 async def keep_session(request: Request) -> Response:
     """The page's first load hands its new session's ticket here (see rxapp.session): the answer
     sets the browser's HttpOnly session cookie. A ticket that is not valid sets nothing (403)."""
+    settings = clients().settings
+    if not settings.session_secret:  # the API served alone, without the app's sessions
+        return error(503, "sessions are not configured here (SESSION_SECRET)")
     body = await read_json(request)
     value = body.get("ticket") if isinstance(body, dict) else None
-    settings = clients().settings
     owner = owner_of_ticket(value, settings.session_secret, time.time()) if isinstance(value, str) else None
     if owner is None:
         return error(403, "this session ticket is not valid or has expired: reload the page")

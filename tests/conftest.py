@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
 from settings import PROJECT_ROOT, Settings, get_settings, load_settings, use_environment
 from stack import services
+from stack.access import kept_secret
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS
 from stack.processes import VENV_BIN, CeleryWorker, Child, app_env, free_port, http_ok, unique_name
 from tasks import service
@@ -35,6 +36,9 @@ from tests.browser import TIMEOUT_S, JobPage
 # The tests' own Redis database, broker port, ports and run folder (settings.ENVIRONMENTS), set before
 # anything reads the settings and inherited by every process the tests start.
 use_environment("test")
+# The session secret the tests' app processes sign with (stack.access), known to this process too.
+os.environ.setdefault("SESSION_SECRET", kept_secret(get_settings()))
+get_settings.cache_clear()
 
 T = TypeVar("T")
 

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -17,6 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from rxapp.api import api
+from rxapp.session import COOKIE_NAME, TICKET_TTL_S, cookie_value, ticket
 from settings import PROJECT_ROOT, Settings
 from stack.access import local_token
 from tasks import owners, progress, service
@@ -262,3 +264,38 @@ def test_make_run_keeps_a_ready_token_for_local_scripts(tmp_path: Path, settings
     renewed, _ = local_token(local)
     assert renewed != token
     assert store.owner(renewed) is not None
+
+
+def test_the_session_route_sets_the_cookie_for_a_valid_ticket_only() -> None:
+    """What /api/session does for a page, and for anyone else who posts to it."""
+    secret = clients().settings.session_secret
+    assert len(secret) >= 32, "the tests' app secret"
+    owner = f"b-{uuid.uuid4().hex}"
+    client = TestClient(api)  # a page's fetch carries no token
+    now = time.time()
+
+    def post(value: object, **headers: str) -> Any:
+        return client.post("/api/session", json={"ticket": value}, headers=headers)
+
+    refused = {
+        "forged": f"{owner}.{int(now) + 60}.{'A' * 43}",
+        "another key": ticket(owner, "x" * 40, now),
+        "expired": ticket(owner, secret, now - TICKET_TTL_S - 1),
+        "a cookie, not a ticket": cookie_value(owner, secret),
+        "not text": 12,
+        "huge": "b-" + "a" * 100_000,
+    }
+    for case, value in refused.items():
+        answer = post(value)
+        assert answer.status_code in (403, 413), case
+        assert "set-cookie" not in answer.headers, case
+    assert client.post("/api/session", content=b"ticket=1", headers={"content-type": "text/plain"}).status_code == 415
+    assert post(ticket(owner, secret, now), origin="https://evil.example").status_code == 403
+
+    answer = post(ticket(owner, secret, now))
+    assert answer.status_code == 204
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}={cookie_value(owner, secret)};")
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert answer.headers["cache-control"] == "no-store"
