@@ -168,11 +168,8 @@ def cores_at_full_rate(runs: dict[int, Any], interval_s: float) -> dict[str, flo
 def pages_per_core(runs: dict[int, Any], interval_s: float) -> dict[str, float]:
     """Pages one backend core serves at full rate (a running job's every coalesced message, one per
     PROGRESS_INTERVAL_MS) at the cost per update measured with that many pages connected."""
-    return {
-        str(clients): 1000 * interval_s / run["phase"].cpu()["backend_ms_per_update"]
-        for clients, run in runs.items()
-        if run["phase"].cpu()["backend_ms_per_update"] > 0
-    }
+    costs = {clients: run["phase"].cpu()["backend_ms_per_update"] for clients, run in runs.items()}
+    return {str(clients): 1000 * interval_s / ms for clients, ms in costs.items() if ms > 0}
 
 
 def memory_and_connections(runs: dict[int, Any]) -> dict[str, Any]:

@@ -131,7 +131,14 @@ def get_job(job_id: object, c: Clients, owner: str | None = None) -> JobState:
 
     With an `owner`, only their job is found: anyone else gets JobNotFound, as for a job that does
     not exist. `owner=None` is for Jobstream's own processes (the worker, the progress hub)."""
-    job_id = check_job_id(job_id)
+    state, redis_up = _latest(check_job_id(job_id), c, owner)
+    if state.status is JobStatus.QUEUED and redis_up:
+        return queued_state(state, c)
+    return state
+
+
+def _latest(job_id: str, c: Clients, owner: str | None) -> tuple[JobState, bool]:
+    """The job's latest state (see get_job), without its place in line, and whether Redis answered."""
     try:
         state = progress.load(c.redis, job_id)
     except redis.RedisError:  # Redis is down: the log still knows
@@ -155,9 +162,7 @@ def get_job(job_id: object, c: Clients, owner: str | None = None) -> JobState:
                     progress.keep_owner(c.redis, c.settings, job_id, state.owner)
     if owner is not None and (state.owner or owners.ANONYMOUS) != owner:
         raise JobNotFound("no such job")
-    if state.status is JobStatus.QUEUED and redis_up:
-        return queued_state(state, c)
-    return state
+    return state, redis_up
 
 
 def queued_state(state: JobState, c: Clients) -> JobState:
@@ -188,11 +193,13 @@ def read_log(
     """
     job_id = check_job_id(job_id)
     if owner is not None:
-        get_job(job_id, c, owner)  # JobNotFound for anyone else's
-    try:
-        known = progress.load(c.redis, job_id) is not None  # JobNotFound once condemned
-    except redis.RedisError:
-        known = False
+        _latest(job_id, c, owner)  # JobNotFound for anyone else's, and once condemned
+        known = True
+    else:
+        try:
+            known = progress.load(c.redis, job_id) is not None  # JobNotFound once condemned
+        except redis.RedisError:
+            known = False
     try:
         return c.reader.page(job_id, offset, limit, kinds)
     except JobNotFound:
