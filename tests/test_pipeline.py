@@ -166,7 +166,8 @@ def test_submit_refuses_bad_input_and_creates_nothing(c: Clients):
     for bad in [0, -3, 1.5, "", "abc", 10**12, True, None, "1e3"]:
         with pytest.raises(InvalidParams, match=r"^n: "):
             service.submit_job("count", {"n": bad}, c)
-    assert set(c.redis.scan_iter("jobstream:*")) == before
+    # Nothing new; an earlier test's short-lived keys (an owner's submit bucket) may have expired since.
+    assert set(c.redis.scan_iter("jobstream:*")) - before == set()
     assert c.redis.llen("celery") == queued
 
 
