@@ -85,6 +85,13 @@ SETTINGS: dict[str, Setting] = {
     ),
     "LOG_MAX_LINES": Setting("10000", "Most log lines (ctx.log, logging, print) a job run keeps; the rest are counted"),
     "WORKER_CONCURRENCY": Setting("2", "Celery worker processes"),
+    "HISTORY_DATABASE_URL": Setting(
+        "",
+        "SQLAlchemy URL of the job history store (default: SQLite in <RUN_DIR>/history.db; compose: PostgreSQL)",
+    ),
+    "HISTORY_CONSUMER_GROUP": Setting(
+        "jobstream-history", "Kafka consumer group of the history consumers (one per history store)"
+    ),
     "RUN_DIR": Setting(".run", "Folder (git-ignored) for embedded services' data and the launch's logs"),
     "JOB_MODULES": Setting(
         "", "Your own job types: Python modules to import beside tasks/catalog (dotted paths, comma separated)"
@@ -124,6 +131,8 @@ class Settings:
     result_max_bytes: int
     log_max_lines: int
     worker_concurrency: int
+    history_database_url: str
+    history_consumer_group: str
     run_dir: Path
     job_modules: tuple[str, ...]
 
@@ -211,6 +220,16 @@ def _secret(name: str, raw: str) -> str:
     return raw
 
 
+DATABASE_URL_RE = re.compile(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://.*")
+
+
+def _database_url(name: str, raw: str) -> str:
+    if not DATABASE_URL_RE.fullmatch(raw):
+        # Not echoed: the URL may hold a password.
+        raise SettingsError(f"{name} must be a database URL such as postgresql://user@host/db")
+    return raw
+
+
 def origin_host(origin: str) -> str:
     """The host name of an origin: 'jobs.example.com' for https://jobs.example.com:8443."""
     return urlsplit(origin).hostname or ""
@@ -262,6 +281,8 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "RESULT_MAX_BYTES": lambda n, r: _int(n, r, 64, 900_000),
     "LOG_MAX_LINES": lambda n, r: _int(n, r, 0, 10**7),
     "WORKER_CONCURRENCY": lambda n, r: _int(n, r, 1, 256),
+    "HISTORY_DATABASE_URL": lambda n, r: _database_url(n, r) if r else r,
+    "HISTORY_CONSUMER_GROUP": _topic_prefix,
     "RUN_DIR": lambda n, r: PROJECT_ROOT / r,
     "JOB_MODULES": _module_paths,
 }
@@ -287,6 +308,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                  for host in ("localhost", "127.0.0.1")] + [api_origin]
             )
         )  # fmt: skip
+    if not values["history_database_url"]:
+        values["history_database_url"] = f"sqlite:///{values['run_dir'] / 'history.db'}"
     if not values["allowed_hosts"]:
         values["allowed_hosts"] = tuple(dict.fromkeys(origin_host(o) for o in values["allowed_origins"]))
     assert {f.name for f in fields(Settings)} == set(values)

@@ -1,4 +1,5 @@
-"""`make run`: Redis, Kafka, a Celery worker, Celery beat and the Reflex app under one supervisor.
+"""`make run`: Redis, Kafka, a Celery worker, Celery beat, the history consumer and the Reflex app under
+one supervisor.
 
 honcho runs every process with its output prefixed by its name and also written to
 RUN_DIR/logs/<name>.log. Ctrl-C or SIGTERM stops what this launch started; reused services are
@@ -71,6 +72,7 @@ def app_commands(settings: Settings) -> dict[str, str]:
     return {
         "worker": f"{wait} env {worker_env} {python} -m celery -A tasks.worker.celery_app worker -E --loglevel=INFO",
         "beat": f"{wait} {python} -m celery -A tasks.worker.celery_app beat --loglevel=INFO -s {beat_schedule}",
+        "history": f"{wait} {python} -m tasks.history run",
         "web": f"{wait} {python} -m reflex run --loglevel info",
     }
 

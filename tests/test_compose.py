@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(COMPOSE is None, reason="neither `docker compose
 
 
 # What a deployment sets in its shell (README: Production); the compose file refuses to run without it.
-DEPLOYMENT_ENV = {"SESSION_SECRET": "s" * 40}
+DEPLOYMENT_ENV = {"SESSION_SECRET": "s" * 40, "POSTGRES_PASSWORD": "p" * 24}
 
 
 def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -127,12 +127,13 @@ def test_redis_appends_to_a_named_volume_and_refuses_rather_than_evicts_when_ful
     assert "healthcheck:" in redis
 
 
-@pytest.mark.parametrize("name", ["app", "worker", "beat"])
+@pytest.mark.parametrize("name", ["app", "worker", "beat", "history"])
 def test_app_processes_reach_the_services_once_they_are_healthy(normalized: str, name: str) -> None:
     block = service(normalized, name)
     assert env(block, "REDIS_URL").startswith("redis://redis:6379/")
     assert env(block, "KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092"
-    for dependency in ("redis", "kafka"):
+    assert env(block, "HISTORY_DATABASE_URL") == f"postgresql://jobstream:{'p' * 24}@postgres:5432/jobstream"
+    for dependency in ("redis", "kafka", "postgres"):
         assert re.search(rf"^ +{dependency}:\n +condition: service_healthy$", block, re.MULTILINE), block
     assert "restart: unless-stopped" in block
 
@@ -176,11 +177,24 @@ def test_the_app_will_not_run_without_a_session_secret_from_the_callers_shell() 
     assert env(service(given.stdout, "app"), "SESSION_SECRET") == "k" * 48
 
 
-@pytest.mark.parametrize("name", ["kafka", "redis", "worker", "beat", "app"])
+@pytest.mark.parametrize("name", ["kafka", "redis", "postgres", "worker", "beat", "history", "app"])
 def test_every_service_has_memory_and_process_limits(normalized: str, name: str) -> None:
     block = service(normalized, name)
     assert re.search(r"^ +mem_limit: \S+", block, re.MULTILINE), block
     assert re.search(r"^ +pids_limit: \d+", block, re.MULTILINE), block
+
+
+def test_the_history_consumer_runs_supervised_into_a_postgres_with_its_own_volume_and_password(normalized: str) -> None:
+    history = service(normalized, "history")
+    assert value_list(history, "command") == ["python", "-m", "tasks.history", "run"]
+    postgres = service(normalized, "postgres")
+    assert re.search(r"image: postgres:\d+\.\d+", postgres), postgres
+    assert mounts_named_volume(normalized, postgres, "/var/lib/postgresql/data"), postgres
+    assert "ports:" not in postgres  # inside the compose network only
+    assert "healthcheck:" in postgres
+    refused = compose("config", env={"POSTGRES_PASSWORD": ""})
+    assert refused.returncode != 0
+    assert "set POSTGRES_PASSWORD" in refused.stderr
 
 
 def test_api_tokens_are_kept_on_a_volume_of_the_app(normalized: str) -> None:
