@@ -34,6 +34,7 @@ from tasks.model import (
     DEFAULT_JOB_TYPE,
     InvalidInput,
     JobNotFound,
+    JobState,
     JobStatus,
     JobStillRunning,
     LineKind,
@@ -43,6 +44,7 @@ from tasks.model import (
     ServiceUnavailable,
     TooManyJobs,
     TooManySubmits,
+    is_job_id,
 )
 from tasks.owners import ANONYMOUS
 
@@ -401,6 +403,47 @@ def job_types(_owner: Owner) -> list[JobType]:
         )
         for job in clients().catalog.values()
     ]
+
+
+class JobHistory(BaseModel):
+    """A page of the caller's jobs, newest first."""
+
+    jobs: list[Job]
+    next: str | None = Field(description="Pass as `before` for the next page; null on the last")
+
+
+def cursor(state: JobState) -> str:
+    """Where a page of history ended: the last job's start (exactly, as repr keeps a float) and id."""
+    return f"{state.started_at or 0.0!r}_{state.job_id}"
+
+
+def after_cursor(before: str) -> tuple[float, str]:
+    """The (started_at, job_id) a `cursor` names; InvalidInput for anything else."""
+    ts_text, _, job_id = before.partition("_")
+    try:
+        ts = float(ts_text)
+    except ValueError:
+        ts = -1.0
+    if not (0 <= ts < 1e11 and is_job_id(job_id)):
+        raise InvalidInput("before must be the `next` of a previous page")
+    return ts, job_id
+
+
+@api.get("/api/jobs", response_model=JobHistory, responses={401: ERRORS[401], 422: {"model": Error}, 503: ERRORS[503]})
+def job_history(
+    owner: Owner,
+    status: Annotated[list[JobStatus], Query(description="Only jobs in these statuses (repeat it for several)")] = [],  # noqa: B006
+    type: str | None = Query(None, max_length=100, description="Only jobs of this type"),
+    before: str | None = Query(None, max_length=64, description="`next` of the previous page"),
+    limit: int = Query(50, ge=1, le=service.HISTORY_PAGE_MAX, description="Most jobs to answer with"),
+) -> JobHistory:
+    """The caller's jobs that a worker started, newest first, for their retention (from the history
+    store, so a job's end is listed once the store has read it)."""
+    after = None if before is None else after_cursor(before)
+    jobs = service.job_history(owner, clients(), frozenset(status), type, after, limit)
+    return JobHistory(
+        jobs=[Job(**state.to_dict()) for state in jobs], next=cursor(jobs[-1]) if len(jobs) == limit else None
+    )
 
 
 @api.get("/api/jobs/{job_id}", response_model=Job, responses=ERRORS)

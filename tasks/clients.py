@@ -1,4 +1,4 @@
-"""The process's connections to Redis and Kafka, made on first use in each process.
+"""The process's connections to Redis, Kafka and the history store, made on first use in each process.
 
 librdkafka's threads do not survive fork, so nothing is created at import time: a Celery pool
 process or a web worker builds its own on first use.
@@ -15,6 +15,7 @@ from celery import Celery
 
 from settings import Settings, get_settings
 from tasks import progress
+from tasks.history.store import HistoryStore
 from tasks.joblog import JobLogAdmin, JobLogReader, JobLogWriter
 from tasks.jobtypes import JobType, load_catalog
 from tasks.tokens import TokenStore, tokens_path
@@ -59,6 +60,11 @@ class Clients:
     @cached_property
     def reader(self) -> JobLogReader:
         return JobLogReader(self.settings)
+
+    @cached_property
+    def history(self) -> HistoryStore:
+        """The job history store (filled by the history consumer; see tasks.history)."""
+        return HistoryStore(self.settings.history_database_url)
 
     @cached_property
     def tokens(self) -> TokenStore:

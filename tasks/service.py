@@ -20,10 +20,12 @@ from kombu.exceptions import OperationalError
 
 from tasks import owners, progress, queue
 from tasks.clients import Clients
+from tasks.history.store import StoreError
 from tasks.joblog import CONSUMER_MAX_AGE_S, JobLogError, JobLogReader, LogPage
 from tasks.jobtypes import InvalidParams, JobType, find, params_size
 from tasks.model import (
     DEFAULT_JOB_TYPE,
+    InvalidInput,
     JobNotFound,
     JobState,
     JobStatus,
@@ -36,6 +38,10 @@ from tasks.model import (
 
 log = logging.getLogger(__name__)
 
+# A history store that cannot be read is said at most this often (its readers go on with Kafka).
+STORE_WARNING_EVERY_S = 60.0
+_store_warned_at = -STORE_WARNING_EVERY_S
+
 # Longer than a pooled consumer lives (CONSUMER_MAX_AGE_S) plus the reaper's period.
 PURGE_GRACE_S = 4 * CONSUMER_MAX_AGE_S
 
@@ -44,14 +50,15 @@ R = TypeVar("R")
 
 
 def reaching_services(call: Callable[P, R]) -> Callable[P, R]:
-    """Turn every failure to reach Redis, Kafka or Celery's broker into ServiceUnavailable, and log it:
+    """Turn every failure to reach Redis, Kafka, Celery's broker or the history store into
+    ServiceUnavailable, and log it:
     callers (the page, the API) handle one failure type besides the refusals of their input."""
 
     @functools.wraps(call)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return call(*args, **kwargs)
-        except (redis.RedisError, JobLogError, OperationalError) as exc:
+        except (redis.RedisError, JobLogError, OperationalError, StoreError) as exc:
             log.warning("%s: %s: %s", call.__name__, type(exc).__name__, exc)
             raise ServiceUnavailable from exc
 
@@ -120,6 +127,35 @@ def owned_jobs(owner: str, c: Clients) -> list[str]:
     return owners.recent(c.redis, owner)
 
 
+# Most jobs one page of an owner's history holds.
+HISTORY_PAGE_MAX = 100
+
+
+@reaching_services
+def job_history(
+    owner: str,
+    c: Clients,
+    statuses: frozenset[JobStatus] = frozenset(),
+    job_type: str | None = None,
+    before: tuple[float, str] | None = None,
+    limit: int = 50,
+) -> list[JobState]:
+    """The owner's jobs as the history store holds them (every job a worker started, for its
+    retention), newest first, of these `statuses` or `job_type` when given; `before` is where the
+    previous page ended (the last job's started_at and id). A job still running is as Redis has it now."""
+    if not 1 <= limit <= HISTORY_PAGE_MAX:
+        raise InvalidInput(f"limit must be between 1 and {HISTORY_PAGE_MAX}")
+    stored = c.history.jobs(owner, statuses, job_type, before, limit)
+    return [state if state.status.finished else _live(state, c) for state in stored]
+
+
+def _live(stored: JobState, c: Clients) -> JobState:
+    """A running job's state as Redis has it now (the store's is as old as its lag)."""
+    with contextlib.suppress(JobNotFound):
+        return progress.load(c.redis, stored.job_id, indexed=False) or stored
+    return stored
+
+
 def _enqueue(c: Clients, job_id: str, job_type: str, params: dict[str, Any], owner: str | None) -> None:
     """Send the job's task; its Celery task id is the job id."""
     c.celery.send_task("tasks.jobs.run_job", args=(job_id, job_type, params, owner), task_id=job_id)
@@ -146,7 +182,7 @@ def _latest(job_id: str, c: Clients, owner: str | None) -> tuple[JobState, bool]
     else:
         redis_up = True
     if state is None:
-        state = c.reader.last(job_id)
+        state = stored_end(job_id, c) or c.reader.last(job_id)
         if state is None:
             raise JobNotFound("no such job")
         if redis_up:
@@ -163,6 +199,21 @@ def _latest(job_id: str, c: Clients, owner: str | None) -> tuple[JobState, bool]
     if owner is not None and (state.owner or owners.ANONYMOUS) != owner:
         raise JobNotFound("no such job")
     return state, redis_up
+
+
+def stored_end(job_id: str, c: Clients) -> JobState | None:
+    """The job's final state when the history store has read its log to the end (it then holds the
+    whole log: a job's records are in one partition, stored in order); None while the job runs, the
+    store lags, or it cannot be read, and the caller asks Kafka."""
+    try:
+        state = c.history.job(job_id)
+    except StoreError as exc:
+        global _store_warned_at
+        if time.monotonic() - _store_warned_at > STORE_WARNING_EVERY_S:
+            _store_warned_at = time.monotonic()
+            log.warning("reading from Kafka: %s", exc)
+        return None
+    return state if state is not None and state.status.finished else None
 
 
 def queued_state(state: JobState, c: Clients) -> JobState:
@@ -185,8 +236,9 @@ def read_log(
     kinds: frozenset[LineKind] | None = None,
     owner: str | None = None,
 ) -> LogPage:
-    """The job's history: at most `limit` records of its Kafka log from `offset` (0: the first)
-    on, of these `kinds` only when given (see JobLogReader.page); with an `owner`, only theirs.
+    """The job's history: at most `limit` records of its log from `offset` (0: the first) on, of
+    these `kinds` only when given (see JobLogReader.page); with an `owner`, only theirs. From the
+    history store once it holds the job's end, else from Kafka.
 
     A queued job's log is empty until a worker takes it. A job condemned by retention reads as not
     found, as in `get_job`; with Redis down the log still answers.
@@ -200,6 +252,9 @@ def read_log(
             known = progress.load(c.redis, job_id) is not None  # JobNotFound once condemned
         except redis.RedisError:
             known = False
+    if stored_end(job_id, c) is not None:
+        with contextlib.suppress(StoreError):
+            return c.history.page(job_id, offset, limit, kinds)
     try:
         return c.reader.page(job_id, offset, limit, kinds)
     except JobNotFound:

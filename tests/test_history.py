@@ -24,15 +24,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import update
 
 from settings import Settings, SettingsError, get_settings, load_settings
 from stack.processes import Child, app_env
 from tasks import service
-from tasks.clients import Clients
-from tasks.history.schema import metadata
+from tasks.clients import Clients, clients
+from tasks.history.schema import job_records, jobs, metadata
 from tasks.history.store import HistoryStore, StoredRecord, merged_row, stored_record
 from tasks.joblog import topic_name
-from tasks.model import JobState, JobStatus, LineKind, LogLine
+from tasks.model import JobNotFound, JobState, JobStatus, LineKind, LogLine
+from tasks.progress import snapshot_key
+from tests.apiclient import api_client, script_token
 from tests.conftest import run_module, wait_finished, wait_for
 
 POSTGRES_URL = os.environ.get("HISTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -128,6 +131,8 @@ class History:
         for child in self.children:
             child.stop(15)
         self.store.close()
+        if "reader" in self.c.__dict__:
+            self.c.reader.close()
 
 
 @pytest.fixture
@@ -353,3 +358,84 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith("jobstream history: cannot migrate the history database")
+
+
+# -- reads from the store ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_reads_come_from_the_store_once_it_holds_a_jobs_end_and_from_kafka_while_it_lags(history: History) -> None:
+    history.worker()
+    consumer = history.consumer()
+    stored = history.submit("chatty", {"lines": 20})
+    wait_finished(history.c, stored)
+    assert_store_holds_exactly(history, [stored])
+    consumer.stop()
+    lagging = history.submit("chatty", {"lines": 5})
+    final = wait_finished(history.c, lagging)
+    assert history.store.job(lagging) is None
+    # Marks in the store only: what carries them was read from the store.
+    with history.store.engine.begin() as conn:
+        conn.execute(
+            update(job_records)
+            .where(job_records.c.job_id == stored, job_records.c.kind == "log")
+            .values(value=LogLine(stored, "from the store", 1.0).to_json())
+        )
+        conn.execute(update(jobs).where(jobs.c.job_id == stored).values(result='"from the store"'))
+    history.c.redis.delete(snapshot_key(stored), snapshot_key(lagging))  # Redis lost both
+
+    assert service.get_job(stored, history.c, OWNER).result == "from the store"
+    lines = service.read_log(stored, 0, 1000, history.c, frozenset({LineKind.LOG}), OWNER).records
+    logged = sum(value.startswith('{"kind":"log"') for *_, value in history.kafka_records([stored]))
+    assert [line.message for line in lines if isinstance(line, LogLine)] == ["from the store"] * logged
+    with pytest.raises(JobNotFound):
+        service.get_job(stored, history.c, "t-stranger000000")
+    with pytest.raises(JobNotFound):
+        service.read_log(stored, 0, 10, history.c, None, "t-stranger000000")
+
+    # The store has not read the other job's end: Kafka answers for it.
+    again = service.get_job(lagging, history.c, OWNER)
+    assert (again.status, again.step, again.result) == (final.status, final.step, final.result)
+    page = service.read_log(lagging, 0, 1000, history.c, None, OWNER)
+    assert [record.to_json() for record in page.records] == [
+        value for *_, value in sorted(history.kafka_records([lagging]))
+    ]
+    assert page.end
+
+
+def test_the_api_lists_the_callers_jobs_from_the_store_newest_first_a_page_at_a_time() -> None:
+    store = clients().history  # the API's own store
+    store.migrate()
+    me = clients().tokens.owner(script_token())
+    made: list[tuple[str, str, JobStatus]] = []
+    for i in range(7):
+        job_id, owner = str(uuid.uuid4()), (me if i != 3 else "t-someoneelse000")
+        status = JobStatus.FAILED if i % 2 else JobStatus.SUCCEEDED
+        first = JobState(job_id, 0, 2, JobStatus.RUNNING, 3000.0 + i, owner=owner, params={"n": 2})
+        store.write(records_of(job_id, [first, JobState(job_id, 2, 2, status, 3000.5 + i, params={"n": 2})]))
+        made.append((job_id, str(owner), status))
+    mine = [job_id for job_id, owner, _ in reversed(made) if owner == me]
+    try:
+        with api_client() as client:
+            listed, cursor = [], None
+            while True:
+                answer = client.get("/api/jobs", params={"limit": 2, **({"before": cursor} if cursor else {})})
+                assert answer.status_code == 200, answer.text
+                listed += [job["job_id"] for job in answer.json()["jobs"]]
+                if (cursor := answer.json()["next"]) is None:
+                    break
+            assert listed == mine
+            failed = client.get("/api/jobs", params=[("status", "failed"), ("status", "cancelled")]).json()
+            assert [job["job_id"] for job in failed["jobs"]] == [
+                j for j, o, s in reversed(made) if o == me and s == "failed"
+            ]
+            assert failed["jobs"][0]["params"] == {"n": 2}
+            assert client.get("/api/jobs", params={"type": "primes"}).json() == {"jobs": [], "next": None}
+            for bad in ({"before": "yesterday"}, {"before": "1.0_not-a-job"}, {"limit": 0}, {"limit": 101},
+                        {"status": "done"}, {"before": "x" * 100}):  # fmt: skip
+                refused = client.get("/api/jobs", params=bad)
+                assert refused.status_code == 422, (bad, refused.text)
+        with api_client(token="jst_nope") as stranger:
+            assert stranger.get("/api/jobs").status_code == 401
+    finally:
+        store.delete_jobs(job_id for job_id, *_ in made)

@@ -264,7 +264,7 @@ class HistoryStore:
     def finished_before(self, cutoff: float, limit: int = 1000) -> list[str]:
         """Jobs that ended before `cutoff` (epoch seconds), oldest first."""
         query = select(jobs.c.job_id).where(jobs.c.finished_at < cutoff).order_by(jobs.c.finished_at).limit(limit)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return list(conn.scalars(query))
 
     def clear(self) -> None:
@@ -275,9 +275,18 @@ class HistoryStore:
 
     # -- reading -------------------------------------------------------------------------------
 
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for reads; any failure of the database is a StoreError."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the history database: {exc}") from exc
+
     def job(self, job_id: str) -> JobState | None:
         """The job's latest state as stored, or None when the store does not know it."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
         return None if row is None else row_state(row)
 
@@ -302,7 +311,7 @@ class HistoryStore:
             ts, job_id = before
             query = query.where(or_(jobs.c.first_ts < ts, and_(jobs.c.first_ts == ts, jobs.c.job_id < job_id)))
         query = query.order_by(jobs.c.first_ts.desc(), jobs.c.job_id.desc()).limit(limit)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [row_state(row) for row in conn.execute(query).mappings()]
 
     def page(self, job_id: str, offset: int, limit: int, kinds: frozenset[LineKind] | None = None) -> LogPage:
@@ -316,7 +325,7 @@ class HistoryStore:
         query = query.order_by(job_records.c.offset).limit(limit + 1)
         records: list[Record] = []
         next_offset, size = offset, 0
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for record_offset, value in conn.execute(query):
                 if len(records) == limit or (records and size + len(value) > PAGE_MAX_BYTES):
                     return LogPage(records, record_offset, end=False)
@@ -329,19 +338,19 @@ class HistoryStore:
         query = select(func.count()).select_from(job_records)
         if job_id is not None:
             query = query.where(job_records.c.job_id == job_id)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return int(conn.scalar(query) or 0)
 
     def record_keys(self) -> set[tuple[str, int, int, str]]:
         """Every stored record's place in Kafka and value (for comparing the store with the topics)."""
         query = select(job_records.c.topic, job_records.c.partition, job_records.c.offset, job_records.c.value)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return {(topic, partition, offset, value) for topic, partition, offset, value in conn.execute(query)}
 
     def lag(self) -> Lag:
         """The sum of what the consumers heard from within MEMBER_STALE_S last said."""
         query = select(history_members).where(history_members.c.updated_at > time.time() - MEMBER_STALE_S)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = list(conn.execute(query).mappings())
         return Lag(
             records_behind=sum(int(row["records_behind"]) for row in rows),
