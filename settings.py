@@ -38,6 +38,15 @@ SETTINGS: dict[str, Setting] = {
     "KAFKA_BOOTSTRAP_SERVERS": Setting("127.0.0.1:9092", "Kafka bootstrap servers (host:port, comma separated)"),
     "KAFKA_TOPIC_PREFIX": Setting("job-", "Prefix of each job's topic; the topic is <prefix><job_id>"),
     "KAFKA_REPLICATION_FACTOR": Setting("1", "Replication factor of job topics"),
+    "JOB_LOG_LAYOUT": Setting(
+        "topic",
+        "Where job logs go: topic (a topic per job, <prefix><job_id>) or shared (every job in JOB_LOG_TOPIC, "
+        "keyed by job id, kept by Kafka's time retention)",
+    ),
+    "JOB_LOG_TOPIC": Setting("jobs", "The one topic of the shared layout"),
+    "JOB_LOG_PARTITIONS": Setting(
+        "12", "Partitions of JOB_LOG_TOPIC when Jobstream creates it (a job's partition follows from its id: keep it)"
+    ),
     "REFLEX_REDIS_URL": Setting(
         "", "Redis for Reflex's page state, so the backend can run several workers (empty: in memory)"
     ),
@@ -107,6 +116,9 @@ class Settings:
     kafka_bootstrap_servers: str
     kafka_topic_prefix: str
     kafka_replication_factor: int
+    job_log_layout: str
+    job_log_topic: str
+    job_log_partitions: int
     reflex_redis_url: str
     frontend_port: int
     backend_port: int
@@ -141,6 +153,11 @@ class Settings:
         return self.progress_interval_ms / 1000
 
     @property
+    def shared_log(self) -> bool:
+        """Whether every job's log is in JOB_LOG_TOPIC (else a topic per job)."""
+        return self.job_log_layout == "shared"
+
+    @property
     def retention_s(self) -> int:
         return int(self.job_retention_hours * 3600)
 
@@ -153,6 +170,12 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _switch(name: str, raw: str) -> bool:
@@ -256,6 +279,9 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "KAFKA_BOOTSTRAP_SERVERS": _bootstrap,
     "KAFKA_TOPIC_PREFIX": _topic_prefix,
     "KAFKA_REPLICATION_FACTOR": lambda n, r: _int(n, r, 1, 32),
+    "JOB_LOG_LAYOUT": lambda n, r: _choice(n, r, ("topic", "shared")),
+    "JOB_LOG_TOPIC": _topic_prefix,
+    "JOB_LOG_PARTITIONS": lambda n, r: _int(n, r, 1, 10_000),
     "REFLEX_REDIS_URL": lambda n, r: _redis_url(n, r) if r else r,
     "FRONTEND_PORT": lambda n, r: _int(n, r, *PORT),
     "BACKEND_PORT": lambda n, r: _int(n, r, *PORT),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from tasks import progress
 from tasks.clients import Clients
-from tasks.joblog import topic_name
+from tasks.joblog import log_place
 from tasks.model import JobState, JobStatus
 
 
@@ -27,7 +27,7 @@ def run_count(job_id: str, total: int, c: Clients) -> JobState:
         c.admin.create(job_id)
         c.writer.begin()
         final = _steps(job_id, total, time.time(), c, lambda step: None, publisher)
-        c.writer.append(topic_name(c.settings, job_id), job_id, final.to_json())
+        c.writer.append(log_place(c.settings, job_id), job_id, final.to_json())
         c.writer.flush()
         publisher.publish_final(final)
         return final
@@ -45,13 +45,13 @@ def _steps(
 ) -> JobState:
     """The seed's hot loop, unchanged."""
     publisher.publish(JobState(job_id, 0, total, JobStatus.RUNNING, time.time(), started_at))
-    topic = topic_name(c.settings, job_id)
+    place = log_place(c.settings, job_id)
     head = f'{{"job_id":"{job_id}","total":{total},"status":"running","started_at":{started_at!r},"step":'
     append, writer, now, clock = c.writer.append, c.writer, time.time, time.monotonic
     for step in range(1, total + 1):
         step_work(step)
         ts = now()
-        append(topic, job_id, f'{head}{step},"ts":{ts!r}}}')
+        append(place, job_id, f'{head}{step},"ts":{ts!r}}}')
         if not step & 1023:
             writer.poll()
             writer.raise_on_error()

@@ -6,6 +6,7 @@ process or a web worker builds its own on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -15,7 +16,7 @@ from celery import Celery
 
 from settings import Settings, get_settings
 from tasks import progress
-from tasks.history.store import HistoryStore
+from tasks.history.store import HistoryStore, StoreError
 from tasks.joblog import JobLogAdmin, JobLogReader, JobLogWriter
 from tasks.jobtypes import JobType, load_catalog
 from tasks.tokens import TokenStore, tokens_path
@@ -59,7 +60,18 @@ class Clients:
 
     @cached_property
     def reader(self) -> JobLogReader:
-        return JobLogReader(self.settings)
+        return JobLogReader(self.settings, starts=self.log_start)
+
+    def log_start(self, job_id: str) -> int:
+        """Shared log layout: where the job's records begin in its partition, as Redis or the history
+        store knows it; 0 (the partition's beginning: a long read) when neither does."""
+        with contextlib.suppress(redis.RedisError):
+            if (start := progress.log_start(self.redis, job_id)) is not None:
+                return start
+        with contextlib.suppress(StoreError):
+            if (start := self.history.first_offset(job_id)) is not None:
+                return start
+        return 0
 
     @cached_property
     def history(self) -> HistoryStore:

@@ -1,4 +1,5 @@
-"""Each job's Kafka log: one topic per job, a batching writer, and a pooled reader (last record, pages).
+"""Each job's Kafka log: where it is (a topic per job, or one shared topic), a batching writer, and a
+pooled reader (last record, pages).
 
 Only the Kafka protocol is used (through confluent-kafka), so it runs on Apache Kafka and on any
 broker that speaks it.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -38,6 +40,28 @@ def topic_name(settings: Settings, job_id: str) -> str:
     return settings.kafka_topic_prefix + check_job_id(job_id)
 
 
+@dataclass(frozen=True, slots=True)
+class LogPlace:
+    """Where a job's records are: a partition of a topic, the job's own (topic layout) or shared
+    with other jobs' records (shared layout: they are told apart by their key, the job id)."""
+
+    topic: str
+    partition: int
+    shared: bool
+
+
+def job_partition(job_id: str, partitions: int) -> int:
+    """The shared topic's partition of a job: every record of a job in one partition keeps them in
+    order. Chosen here (CRC-32 of the id), not by a client's partitioner, so every reader agrees."""
+    return zlib.crc32(job_id.encode()) % partitions
+
+
+def log_place(settings: Settings, job_id: str) -> LogPlace:
+    if settings.shared_log:
+        return LogPlace(settings.job_log_topic, job_partition(check_job_id(job_id), settings.job_log_partitions), True)
+    return LogPlace(topic_name(settings, job_id), 0, False)
+
+
 def job_id_of(settings: Settings, topic: str) -> str | None:
     """The job id a topic belongs to, or None for a topic that is not a job log."""
     prefix = settings.kafka_topic_prefix
@@ -46,7 +70,8 @@ def job_id_of(settings: Settings, topic: str) -> str | None:
 
 
 class JobLogAdmin:
-    """Creates, lists and deletes job topics."""
+    """Creates, lists and deletes job topics (the shared layout's one topic is made once, and kept by
+    Kafka's time retention)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -54,12 +79,21 @@ class JobLogAdmin:
         self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
 
     def create(self, job_id: str) -> None:
-        """Create the job's topic with one partition (ordering); an existing topic is fine."""
-        topic = NewTopic(
-            topic_name(self.settings, job_id),
-            num_partitions=1,
-            replication_factor=self.settings.kafka_replication_factor,
-        )
+        """Make sure the job's log has its topic: the job's own, with one partition (ordering), or the
+        shared one. An existing topic is fine."""
+        if not self.settings.shared_log:
+            self._create(NewTopic(topic_name(self.settings, job_id), 1, self.settings.kafka_replication_factor))
+        else:  # asked at every start, as a job's own topic is: a broker may have lost it
+            retention_ms = self.settings.retention_s * 1000 or -1
+            shared = NewTopic(
+                self.settings.job_log_topic,
+                self.settings.job_log_partitions,
+                self.settings.kafka_replication_factor,
+                config={"retention.ms": str(retention_ms)},
+            )
+            self._create(shared)
+
+    def _create(self, topic: NewTopic) -> None:
         future = self._admin.create_topics([topic], request_timeout=self.timeout_s)[topic.topic]
         try:
             future.result(timeout=self.timeout_s)
@@ -70,7 +104,7 @@ class JobLogAdmin:
             raise JobLogError("the Kafka broker did not answer in time") from exc
 
     def job_ids(self) -> list[str]:
-        """Ids of every job that has a topic."""
+        """Ids of every job that has a topic of its own (none in the shared layout)."""
         try:
             metadata = self._admin.list_topics(timeout=self.timeout_s)
         except KafkaException as exc:
@@ -78,6 +112,9 @@ class JobLogAdmin:
         return [job_id for t in metadata.topics if (job_id := job_id_of(self.settings, t))]
 
     def delete(self, job_ids: Iterable[str]) -> None:
+        """Delete the jobs' topics; in the shared layout Kafka's retention removes their records."""
+        if self.settings.shared_log:
+            return
         topics = [topic_name(self.settings, job_id) for job_id in job_ids]
         if not topics:
             return
@@ -129,11 +166,11 @@ class JobLogWriter:
         """Forget delivery errors of an earlier job run by this process."""
         self._errors.clear()
 
-    def append(self, topic: str, job_id: str, value: str) -> None:
+    def append(self, place: LogPlace, job_id: str, value: str) -> None:
         """Queue one record; when the local queue is full, wait for the broker to drain it."""
         while True:
             try:
-                self._producer.produce(topic, value, job_id)
+                self._producer.produce(place.topic, value, job_id, place.partition)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -190,9 +227,18 @@ class JobLogReader:
     metadata for a deleted topic that crashes librdkafka). Deletion waits longer than that.
     """
 
-    def __init__(self, settings: Settings, pool_size: int = 4, pool_wait_s: float = POOL_WAIT_S) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool_size: int = 4,
+        pool_wait_s: float = POOL_WAIT_S,
+        starts: Callable[[str], int] | None = None,
+    ) -> None:
         self.settings = settings
         self.pool_wait_s = pool_wait_s
+        # Shared layout: where a job's records begin (at or before its first), or 0 for "not known";
+        # a read of its log starts there rather than at the partition's beginning.
+        self.starts = starts
         self.timeout_s = max(min(settings.broker_wait_s, 10.0), 1.0)
         self._pool_size = pool_size
         self._idle: list[tuple[float, Consumer]] = []
@@ -262,23 +308,34 @@ class JobLogReader:
             self._count -= len(consumers) + uncreated
             self._ready.notify_all()
 
-    def _watermarks(self, consumer: Consumer, topic: str) -> tuple[int, int]:
+    def _watermarks(self, consumer: Consumer, place: LogPlace) -> tuple[int, int]:
         try:
-            return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=self.timeout_s)
+            return consumer.get_watermark_offsets(TopicPartition(place.topic, place.partition), timeout=self.timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
                 raise JobNotFound("no such job") from exc
             raise JobLogError(f"cannot read the job's log: {exc.args[0].str()}") from exc
 
+    def _begin(self, job_id: str, place: LogPlace, low: int) -> int:
+        """The first offset that may hold a record of the job."""
+        return max(low, self.starts(job_id)) if place.shared and self.starts is not None else low
+
     def _values(
-        self, consumer: Consumer, topic: str, watermarks: tuple[int, int], start: int, chase_s: float | None = None
-    ) -> Iterator[tuple[int, bytes]]:
-        """Offsets and raw values of the records from `start` to the end of the partition.
+        self,
+        consumer: Consumer,
+        place: LogPlace,
+        key: bytes,
+        watermarks: tuple[int, int],
+        start: int,
+        chase_s: float | None = None,
+    ) -> Iterator[tuple[int, bytes | None]]:
+        """Offsets and raw values of the records from `start` to the end of the partition; in a shared
+        partition another job's record comes as its offset and None.
 
         While a job runs, the end moves on as fast as it is read; with `chase_s`, reading stops
         after that long and the caller takes the newest record seen so far.
         """
-        consumer.assign([TopicPartition(topic, 0, start)])
+        consumer.assign([TopicPartition(place.topic, place.partition, start)])
         began = time.monotonic()
         # An empty partition may never report its end; watermarks that say "empty" and no
         # record within EMPTY_WAIT_S mean it is.
@@ -301,7 +358,7 @@ class JobLogReader:
                 assert value is not None
                 assert offset is not None
                 seen = True
-                yield offset, value
+                yield offset, (value if not place.shared or msg.key() == key else None)
             if batch:
                 deadline = time.monotonic() + self.timeout_s
             if seen and chase_s is not None and time.monotonic() - began > chase_s:
@@ -311,21 +368,28 @@ class JobLogReader:
         """The job's last state record; None when its log has none; JobNotFound when it has no log.
 
         Looked for from just before the end, then further back (see LAST_STATE_WINDOWS), past the
-        lines the job wrote after it."""
-        topic = topic_name(self.settings, job_id)
+        lines the job wrote after it (and, in a shared partition, other jobs' records)."""
+        place, key = log_place(self.settings, job_id), job_id.encode()
         with self._consumer() as consumer:
-            low, high = self._watermarks(consumer, topic)
+            low, high = self._watermarks(consumer, place)
+            begin = self._begin(job_id, place, low)
             for window in (*LAST_STATE_WINDOWS, sys.maxsize):
-                start = max(low, high - window)
+                start = max(begin, high - window)
                 # Some brokers report a high watermark behind the log's end (or 0) while a
                 # producer is writing; reading on to the end of the partition finds the true end.
                 last = None
-                for _, value in self._values(consumer, topic, (low, high), start, chase_s=CHASE_S):
-                    if record_kind(value) is LineKind.STATE:
+                for _, value in self._values(consumer, place, key, (low, high), start, chase_s=CHASE_S):
+                    if value is not None and record_kind(value) is LineKind.STATE:
                         last = value
-                if last is not None or start == low:
+                if last is not None or start == begin:
                     return None if last is None else JobState.from_json(last)
             return None
+
+    def end_offset(self, job_id: str) -> int:
+        """The offset the job's partition's next record will have, or an earlier one (a lower bound
+        on where a job that starts now begins)."""
+        with self._consumer() as consumer:
+            return self._watermarks(consumer, log_place(self.settings, job_id))[1]
 
     def records(self, job_id: str, kinds: frozenset[LineKind] | None = None) -> list[Record]:
         """Every record of the job's log (of these `kinds`, when given), oldest first."""
@@ -339,19 +403,20 @@ class JobLogReader:
 
     def page(self, job_id: str, offset: int, limit: int, kinds: frozenset[LineKind] | None = None) -> LogPage:
         """At most `limit` records (and about PAGE_MAX_BYTES) from `offset` (0 is the job's first
-        record) on; with `kinds`, only records of those kinds, reading through at most SCAN_MAX."""
-        topic = topic_name(self.settings, job_id)
+        record) on; with `kinds`, or in a shared partition, reading through at most SCAN_MAX records."""
+        place, key = log_place(self.settings, job_id), job_id.encode()
         with self._consumer() as consumer:
-            low, high = self._watermarks(consumer, topic)
+            low, high = self._watermarks(consumer, place)
             records: list[Record] = []
-            next_offset = max(low, offset)
+            next_offset = max(self._begin(job_id, place, low), offset)
             size = 0
-            values = self._values(consumer, topic, (low, high), next_offset)
+            values = self._values(consumer, place, key, (low, high), next_offset)
+            capped = kinds is not None or place.shared
             for scanned, (record_offset, value) in enumerate(values):
-                full = len(records) == limit or (records and size + len(value) > PAGE_MAX_BYTES)
-                if full or (kinds is not None and scanned == SCAN_MAX):
+                full = len(records) == limit or (records and value is not None and size + len(value) > PAGE_MAX_BYTES)
+                if full or (capped and scanned == SCAN_MAX):
                     return LogPage(records, next_offset, end=False)
-                if kinds is None or record_kind(value) in kinds:
+                if value is not None and (kinds is None or record_kind(value) in kinds):
                     records.append(parse_record(value))
                     size += len(value)
                 next_offset = record_offset + 1

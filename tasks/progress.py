@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import redis
 
@@ -77,6 +78,22 @@ def gone_key(job_id: str) -> str:
 
 def requeued_key(job_id: str) -> str:
     return f"{KEY_PREFIX}requeued:{check_job_id(job_id)}"
+
+
+def log_start_key(job_id: str) -> str:
+    """Shared log layout: an offset of the job's partition at or before its first record (see
+    JobLogReader.starts), set when a worker first starts it."""
+    return f"{KEY_PREFIX}log-start:{check_job_id(job_id)}"
+
+
+def mark_log_start(client: redis.Redis, settings: Settings, job_id: str, offset: int) -> None:
+    """Keep where the job's log begins, unless an earlier run already did."""
+    client.set(log_start_key(job_id), offset, nx=True, ex=settings.retention_s or None)
+
+
+def log_start(client: redis.Redis, job_id: str) -> int | None:
+    raw = cast(bytes | None, client.get(log_start_key(job_id)))
+    return None if raw is None else int(raw)
 
 
 def job_id_of_channel(name: str) -> str:

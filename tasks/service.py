@@ -313,18 +313,23 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     return recovered
 
 
+def logged_job_ids(c: Clients) -> list[str]:
+    """Every job with a log: its own topic, or (shared layout) its records in the history store."""
+    return c.history.job_ids() if c.settings.shared_log else c.admin.job_ids()
+
+
 def rebuild_index(c: Clients) -> int:
-    """After Redis lost its data, put every job that has a topic back in the job index (see
+    """After Redis lost its data, put every job with a log (logged_job_ids) back in the job index (see
     progress.INDEX_KEY); nothing when the index is complete. Returns how many it added."""
     if c.redis.exists(progress.INDEX_COMPLETE_KEY):
         return 0
-    job_ids = c.admin.job_ids()
+    job_ids = logged_job_ids(c)
     pipe = c.redis.pipeline(transaction=False)
     for start in range(0, len(job_ids), 1000):
         pipe.sadd(progress.INDEX_KEY, *job_ids[start : start + 1000])
     pipe.set(progress.INDEX_COMPLETE_KEY, 1)
     pipe.execute()
-    log.info("job index rebuilt from Kafka: %d jobs", len(job_ids))
+    log.info("job index rebuilt: %d jobs", len(job_ids))
     return len(job_ids)
 
 
@@ -333,23 +338,24 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
 
     In two steps: a job is first condemned (it reads as not found from then on, so nobody opens
     its log), and its topic is deleted on a later run, once every consumer that may have read it
-    has been retired (see JobLogReader). Returns the ids deleted by this run.
+    has been retired (see JobLogReader). In the shared layout Kafka's own retention removes the
+    records. Returns the ids deleted by this run.
     """
     now = time.time() if now is None else now
     condemned_now = 0
-    topics = set(c.admin.job_ids())
+    topics = set(logged_job_ids(c))
     _forget_vanished(c, topics)
     scored = cast(list[tuple[bytes, float]], c.redis.zrange(progress.PURGING_KEY, 0, -1, withscores=True))
     condemned = {raw.decode(): at for raw, at in scored}
     due = [job_id for job_id, at in condemned.items() if at <= now - PURGE_GRACE_S]
-    reader = JobLogReader(c.settings, pool_size=1)  # closed before anything is deleted
+    reader = JobLogReader(c.settings, pool_size=1, starts=c.log_start)  # closed before anything is deleted
     try:
         for job_id in topics:
             if job_id in condemned:
                 continue
             try:
                 # The snapshot, while Redis has it, is the log's last record: no Kafka read.
-                last = progress.load(c.redis, job_id, indexed=False) or reader.last(job_id)
+                last = progress.load(c.redis, job_id, indexed=False) or stored_end(job_id, c) or reader.last(job_id)
             except JobNotFound:
                 continue
             except JobLogError as exc:  # one unreadable log must not stop the purge of the others
@@ -365,7 +371,13 @@ def purge_expired_jobs(c: Clients, now: float | None = None) -> list[str]:
         keys = [
             key(job_id)
             for job_id in due
-            for key in (progress.snapshot_key, progress.cancel_key, progress.params_key, progress.owned_by_key)
+            for key in (
+                progress.snapshot_key,
+                progress.cancel_key,
+                progress.params_key,
+                progress.owned_by_key,
+                progress.log_start_key,
+            )
         ]
         c.redis.delete(*keys)
         c.redis.zrem(progress.PURGING_KEY, *due)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,8 +115,25 @@ def own_api_token() -> None:
 
 
 @pytest.fixture
-def c(settings: Settings) -> Clients:
-    return Clients(settings)
+def log_layout() -> str:
+    """The job log layout (JOB_LOG_LAYOUT) of the test's clients and workers. The pipeline and fault
+    tests run under both: their modules give this fixture params."""
+    return "topic"
+
+
+# For the pipeline, fault and recovery tests: run the test in each job log layout.
+BOTH_LAYOUTS = pytest.mark.parametrize("log_layout", ["topic", "shared"])
+
+
+@pytest.fixture
+def job_settings(settings: Settings, log_layout: str) -> Settings:
+    """The session's settings in the test's job log layout."""
+    return replace(settings, job_log_layout=log_layout)
+
+
+@pytest.fixture
+def c(job_settings: Settings) -> Clients:
+    return Clients(job_settings)
 
 
 class Restartable:
@@ -154,12 +172,12 @@ def start_test_worker(name: str, env: dict[str, str], concurrency: int = 2, beat
 
 
 @pytest.fixture
-def start_worker() -> Iterator[Callable[..., Child]]:
-    """Start workers for one test; all are stopped at its end."""
+def start_worker(log_layout: str) -> Iterator[Callable[..., Child]]:
+    """Start workers for one test, in its job log layout; all are stopped at its end."""
     started: list[Child] = []
 
     def start(name: str = "w", concurrency: int = 2, beat: bool = False, **env: str) -> Child:
-        worker = start_test_worker(name, env, concurrency, beat)
+        worker = start_test_worker(name, {"JOB_LOG_LAYOUT": log_layout, **env}, concurrency, beat)
         started.append(worker)
         return worker
 

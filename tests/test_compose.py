@@ -132,6 +132,7 @@ def test_app_processes_reach_the_services_once_they_are_healthy(normalized: str,
     block = service(normalized, name)
     assert env(block, "REDIS_URL").startswith("redis://redis:6379/")
     assert env(block, "KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092"
+    assert env(block, "JOB_LOG_LAYOUT") == "shared"
     assert env(block, "HISTORY_DATABASE_URL") == f"postgresql://jobstream:{'p' * 24}@postgres:5432/jobstream"
     for dependency in ("redis", "kafka", "postgres"):
         assert re.search(rf"^ +{dependency}:\n +condition: service_healthy$", block, re.MULTILINE), block

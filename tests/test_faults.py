@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from stack.processes import Child, asgi_command, free_port, http_ok
 from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
-from tests.conftest import Restartable, run_async, wait_finished, wait_for
+from tests.conftest import BOTH_LAYOUTS, Restartable, run_async, wait_finished, wait_for
 from tests.test_api import call
 from tests.test_pipeline import assert_complete_log, read_log
 
@@ -35,6 +36,7 @@ def own_kafka(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
         server.stop()
 
 
+@BOTH_LAYOUTS
 def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(c: Clients, settings: Settings, start_worker):
     n = 4000
     first = start_worker("leaving", concurrency=1)
@@ -46,9 +48,10 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(c: Clients, 
     start_worker("next", concurrency=1)
     final = wait_finished(c, state.job_id, timeout_s=120)
     assert final.status is JobStatus.SUCCEEDED
-    assert_complete_log(read_log(settings, state.job_id), state.job_id, n)
+    assert_complete_log(read_log(c.settings, state.job_id), state.job_id, n)
 
 
+@BOTH_LAYOUTS
 def test_killed_worker_under_load_loses_no_job_and_repeats_no_step(c: Clients, settings: Settings, start_worker):
     n = 1500
     doomed = start_worker("doomed", concurrency=2)
@@ -58,7 +61,7 @@ def test_killed_worker_under_load_loses_no_job_and_repeats_no_step(c: Clients, s
     start_worker("rescuer", concurrency=2, beat=True)
     for job in jobs:
         assert wait_finished(c, job.job_id, timeout_s=180).status is JobStatus.SUCCEEDED
-        assert_complete_log(read_log(settings, job.job_id), job.job_id, n)
+        assert_complete_log(read_log(c.settings, job.job_id), job.job_id, n)
 
 
 async def _follow_through_restart(
@@ -91,9 +94,10 @@ def _topic_last_step(c: Clients, job_id: str) -> int:
     return last.step if last is not None else 0
 
 
-def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker):
+@BOTH_LAYOUTS
+def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker, log_layout: str):
     server, own = own_redis
-    oc = Clients(own)
+    oc = Clients(replace(own, job_log_layout=log_layout))
     start_worker("r", concurrency=1, REDIS_URL=own.redis_url)
     n = 4000
     state = service.submit_job("count", {"n": n}, oc)
@@ -124,9 +128,10 @@ def test_redis_restarted_mid_job(c: Clients, own_redis, start_worker):
     assert service.get_job(state.job_id, oc) == final
 
 
-def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_kafka, start_worker, c: Clients):
+@BOTH_LAYOUTS
+def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_kafka, start_worker, log_layout: str):
     server, own = own_kafka
-    oc = Clients(own)
+    oc = Clients(replace(own, job_log_layout=log_layout))
     start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
     server.stop()
     state = service.submit_job("count", {"n": 100}, oc)
@@ -141,9 +146,10 @@ def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_ka
     assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
 
 
-def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, start_worker):
+@BOTH_LAYOUTS
+def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, start_worker, log_layout: str):
     server, own = own_kafka
-    oc = Clients(own)
+    oc = Clients(replace(own, job_log_layout=log_layout))
     start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
     state = service.submit_job("count", {"n": 100_000}, oc)
     wait_for(lambda: service.get_job(state.job_id, oc).step > 300, what="the job to run")
@@ -155,19 +161,20 @@ def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, 
     server.start()  # a new, empty broker: the worker's next job must not be stuck on the old producer
     again = service.submit_job("count", {"n": 200}, oc)
     assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
-    assert_complete_log(read_log(own, again.job_id), again.job_id, 200)
+    assert_complete_log(read_log(oc.settings, again.job_id), again.job_id, 200)
 
 
-def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker):
+@BOTH_LAYOUTS
+def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker, log_layout: str):
     server, own = own_kafka
-    oc = Clients(own)
+    oc = Clients(replace(own, job_log_layout=log_layout))
     start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
     assert wait_finished(oc, service.submit_job("count", {"n": 200}, oc).job_id).status is JobStatus.SUCCEEDED
     server.stop()
     server.start()  # empty, and it does not know the worker's producer any more
     job = service.submit_job("count", {"n": 300}, oc)
     assert wait_finished(oc, job.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
-    assert_complete_log(read_log(own, job.job_id), job.job_id, 300)
+    assert_complete_log(read_log(oc.settings, job.job_id), job.job_id, 300)
 
 
 def test_the_api_answers_from_kafka_and_503_while_redis_is_down(own_redis, start_worker, tmp_path: Path):

@@ -32,11 +32,11 @@ from tasks import service
 from tasks.clients import Clients, clients
 from tasks.history.schema import job_records, jobs, metadata
 from tasks.history.store import HistoryStore, StoredRecord, merged_row, stored_record
-from tasks.joblog import topic_name
+from tasks.joblog import log_place
 from tasks.model import JobNotFound, JobState, JobStatus, LineKind, LogLine
 from tasks.progress import snapshot_key
 from tests.apiclient import api_client, script_token
-from tests.conftest import run_module, wait_finished, wait_for
+from tests.conftest import BOTH_LAYOUTS, run_module, wait_finished, wait_for
 
 POSTGRES_URL = os.environ.get("HISTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 OWNER = "t-history0000000"
@@ -80,8 +80,10 @@ def store(database_url: str) -> Iterator[HistoryStore]:
 class History:
     """The test's own corner of Kafka (topic prefix, consumer group) and its consumers and worker."""
 
-    def __init__(self, database_url: str, start_worker: Callable[..., Child], tmp_path: Path) -> None:
+    def __init__(self, database_url: str, start_worker: Callable[..., Child], tmp_path: Path, log_layout: str) -> None:
         self.env = {
+            "JOB_LOG_LAYOUT": log_layout,
+            "JOB_LOG_TOPIC": f"hist-{uuid.uuid4().hex[:8]}",
             "KAFKA_TOPIC_PREFIX": f"hist-{uuid.uuid4().hex[:8]}-",
             "HISTORY_DATABASE_URL": database_url,
             "HISTORY_CONSUMER_GROUP": f"history-{uuid.uuid4().hex[:8]}",
@@ -113,14 +115,19 @@ class History:
         return service.submit_job(job_type, params, self.c, OWNER).job_id
 
     def kafka_records(self, job_ids: list[str]) -> set[Key]:
-        """Every record of these jobs' topics, read with kafka-python."""
+        """Every record of these jobs' logs (their topics, or their partitions of the shared topic, by
+        key), read with kafka-python."""
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=2000
         )
-        partitions = [TopicPartition(topic_name(self.settings, job_id), 0) for job_id in job_ids]
+        places = {log_place(self.settings, job_id) for job_id in job_ids}
+        partitions = list({TopicPartition(place.topic, place.partition) for place in places})
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        records = {(m.topic, m.partition, m.offset, m.value.decode(errors="replace")) for m in consumer}
+        keys = {job_id.encode() for job_id in job_ids}
+        records = {
+            (m.topic, m.partition, m.offset, m.value.decode(errors="replace")) for m in consumer if m.key in keys
+        }
         consumer.close()
         return records
 
@@ -136,8 +143,10 @@ class History:
 
 
 @pytest.fixture
-def history(database_url: str, start_worker: Callable[..., Child], tmp_path: Path) -> Iterator[History]:
-    corner = History(database_url, start_worker, tmp_path)
+def history(
+    database_url: str, start_worker: Callable[..., Child], tmp_path: Path, log_layout: str
+) -> Iterator[History]:
+    corner = History(database_url, start_worker, tmp_path, log_layout)
     yield corner
     corner.close()
 
@@ -160,6 +169,7 @@ def assert_store_holds_exactly(history: History, job_ids: list[str], timeout_s: 
         assert kept.params == final.params
 
 
+@BOTH_LAYOUTS
 def test_every_record_lands_in_the_store_once_though_its_consumer_is_killed_mid_batch(history: History) -> None:
     history.worker()
     consumer = history.consumer()
@@ -181,6 +191,7 @@ def test_every_record_lands_in_the_store_once_though_its_consumer_is_killed_mid_
     assert any(isinstance(r, LogLine) and r.kind is LineKind.ERROR and "Traceback" in r.message for r in logged)
 
 
+@BOTH_LAYOUTS
 def test_the_store_catches_up_after_being_down_and_is_rebuilt_from_kafka_alone(history: History) -> None:
     history.worker()
     consumer = history.consumer()
@@ -229,11 +240,11 @@ def test_records_that_are_not_job_records_are_skipped_and_nothing_else_is_held_u
     history.consumer()
     job_id = history.submit("count", {"n": 100})
     wait_finished(history.c, job_id)
-    topic = topic_name(history.settings, job_id)
+    place = log_place(history.settings, job_id)
     producer = Producer({"bootstrap.servers": history.settings.kafka_bootstrap_servers})
     for junk in (b"not json", b"{}", b'{"job_id": "nope", "step": 1}', b"\xff\xfe"):
-        producer.produce(topic, junk)
-    producer.produce(topic, LogLine(job_id, "after the junk", time.time()).to_json())
+        producer.produce(place.topic, junk, job_id, place.partition)
+    producer.produce(place.topic, LogLine(job_id, "after the junk", time.time()).to_json(), job_id, place.partition)
     producer.flush(10)
     wait_for(lambda: any("after the junk" in v for *_, v in history.stored()), 60, "the line after the junk")
     assert {value for *_, value in history.stored()} <= {value for *_, value in history.kafka_records([job_id])}
@@ -364,6 +375,7 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@BOTH_LAYOUTS
 def test_reads_come_from_the_store_once_it_holds_a_jobs_end_and_from_kafka_while_it_lags(history: History) -> None:
     history.worker()
     consumer = history.consumer()

@@ -15,7 +15,7 @@ from settings import Settings
 from stack.processes import Child
 from tasks import progress
 from tasks.clients import Clients
-from tasks.joblog import LAST_STATE_WINDOWS, topic_name
+from tasks.joblog import LAST_STATE_WINDOWS, log_place
 from tasks.jobtypes import find
 from tasks.model import JobState, JobStatus, LineKind, LogLine, parse_record, record_kind
 from tasks.worker.context import RunContext
@@ -157,17 +157,17 @@ def test_the_last_state_is_found_past_the_lines_written_after_it(c: Clients) -> 
     and a read of the job must still find that state."""
     job_id = str(uuid.uuid4())
     c.admin.create(job_id)
-    topic = topic_name(c.settings, job_id)
+    place = log_place(c.settings, job_id)
     c.writer.begin()
     state = JobState(job_id, 7, 10, JobStatus.RUNNING, time.time(), checkpoint={"at": 7})
-    c.writer.append(topic, job_id, state.to_json())
+    c.writer.append(place, job_id, state.to_json())
     for i in range(LAST_STATE_WINDOWS[1] + 44):
-        c.writer.append(topic, job_id, LogLine(job_id, f"line {i}", time.time(), step=7).to_json())
+        c.writer.append(place, job_id, LogLine(job_id, f"line {i}", time.time(), step=7).to_json())
     c.writer.flush()
     assert c.reader.last(job_id) == state
     empty = str(uuid.uuid4())
     c.admin.create(empty)
-    c.writer.append(topic_name(c.settings, empty), empty, LogLine(empty, "only a line", time.time()).to_json())
+    c.writer.append(log_place(c.settings, empty), empty, LogLine(empty, "only a line", time.time()).to_json())
     c.writer.flush()
     assert c.reader.last(empty) is None
 

@@ -19,23 +19,25 @@ from settings import Settings
 from stack.processes import Child
 from tasks import progress, service
 from tasks.clients import Clients
-from tasks.joblog import topic_name
+from tasks.joblog import log_place
 from tasks.jobtypes import InvalidParams
 from tasks.model import JobNotFound, JobState, JobStatus
 from tasks.worker import runner
 from tasks.worker.celery_app import app as celery_app
-from tests.conftest import wait_finished, wait_for
+from tests.conftest import BOTH_LAYOUTS, wait_finished, wait_for
 
 
 def read_log(settings: Settings, job_id: str) -> list[dict]:
-    """The job's topic read back with kafka-python: another client implementation than the app's."""
+    """The job's log read back with kafka-python (another client implementation than the app's): its
+    topic, or its partition of the shared topic, the records with its id as their key."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=1500
     )
-    partition = TopicPartition(topic_name(settings, job_id), 0)
+    place = log_place(settings, job_id)
+    partition = TopicPartition(place.topic, place.partition)
     consumer.assign([partition])
     consumer.seek_to_beginning(partition)
-    records = [json.loads(message.value) for message in consumer]
+    records = [json.loads(message.value) for message in consumer if message.key == job_id.encode()]
     consumer.close()
     return records
 
@@ -105,6 +107,7 @@ def submit_watched(c: Clients, n: int) -> tuple[str, Subscriber]:
     return job_id, subscriber
 
 
+@BOTH_LAYOUTS
 def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, settings: Settings, worker: Child):
     n = 1000
     job_id, subscriber = submit_watched(c, n)
@@ -113,7 +116,7 @@ def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, sett
 
     assert final.status is JobStatus.SUCCEEDED
     assert (final.step, final.total) == (n, n)
-    records = read_log(settings, job_id)
+    records = read_log(c.settings, job_id)
     assert_complete_log(records, job_id, n)
     # The snapshot is the final record, field for field.
     assert progress.load(c.redis, job_id) == JobState.from_json(json.dumps(records[-1]))
@@ -127,6 +130,7 @@ def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, sett
     assert 2 <= len(states) <= allowed, f"{len(states)} messages in {duration:.2f}s (at most {allowed:.0f})"
 
 
+@BOTH_LAYOUTS
 def test_get_job_while_running_and_from_kafka_when_redis_lost_it(c: Clients, worker: Child):
     state = service.submit_job("count", {"n": 20_000}, c)
     # Well into the run, so the first batches of records have reached the broker.
@@ -171,6 +175,7 @@ def test_submit_refuses_bad_input_and_creates_nothing(c: Clients):
     assert c.redis.llen("celery") == queued
 
 
+@BOTH_LAYOUTS
 def test_cancel_a_queued_job_it_never_starts_and_gets_no_topic(c: Clients, settings: Settings, start_worker):
     state = service.submit_job("count", {"n": 500}, c)  # no worker runs yet: it stays queued
     cancelled = service.cancel_job(state.job_id, c)
@@ -200,6 +205,7 @@ def _topic_exists(c: Clients, job_id: str) -> bool:
         return False
 
 
+@BOTH_LAYOUTS
 def test_cancel_a_running_job_stops_within_one_progress_interval(c: Clients, settings: Settings, worker: Child):
     state = service.submit_job("count", {"n": 1_000_000}, c)
     wait_for(lambda: service.get_job(state.job_id, c).step > 50, what="the job to run")
@@ -207,7 +213,7 @@ def test_cancel_a_running_job_stops_within_one_progress_interval(c: Clients, set
     service.cancel_job(state.job_id, c)
     final = wait_finished(c, state.job_id)
     assert final.status is JobStatus.CANCELLED
-    records = read_log(settings, state.job_id)
+    records = read_log(c.settings, state.job_id)
     steps = [r["step"] for r in step_records(records)]
     assert steps == list(range(1, final.step + 1))
     assert (records[-1]["status"], records[-1]["step"]) == ("cancelled", final.step)
@@ -218,6 +224,7 @@ def test_cancel_a_running_job_stops_within_one_progress_interval(c: Clients, set
     assert len(after) <= allowed, f"{len(after)} steps ran after the cancel (at most {allowed})"
 
 
+@BOTH_LAYOUTS
 def test_a_job_survives_its_worker_being_killed(c: Clients, settings: Settings, start_worker):
     n = 4000
     first = start_worker("doomed", concurrency=1)
@@ -230,9 +237,10 @@ def test_a_job_survives_its_worker_being_killed(c: Clients, settings: Settings, 
     start_worker("second", concurrency=1, beat=True)
     final = wait_finished(c, state.job_id, timeout_s=120)
     assert final.status is JobStatus.SUCCEEDED
-    assert_complete_log(read_log(settings, state.job_id), state.job_id, n)
+    assert_complete_log(read_log(c.settings, state.job_id), state.job_id, n)
 
 
+@BOTH_LAYOUTS
 def test_queued_jobs_behind_a_killed_worker_run_on_the_next_one(c: Clients, settings: Settings, start_worker):
     # A worker reserves only what its pool runs (prefetch multiplier 1 with late acks): jobs waiting
     # behind the running ones stay in the queue, not unacknowledged in a dead worker's hands until
@@ -249,9 +257,10 @@ def test_queued_jobs_behind_a_killed_worker_run_on_the_next_one(c: Clients, sett
     start_worker("second", concurrency=2, beat=True)
     for state in running + waiting:
         assert wait_finished(c, state.job_id, timeout_s=120).status is JobStatus.SUCCEEDED
-        assert_complete_log(read_log(settings, state.job_id), state.job_id, state.total)
+        assert_complete_log(read_log(c.settings, state.job_id), state.job_id, state.total)
 
 
+@BOTH_LAYOUTS
 def test_a_job_survives_its_pool_process_being_killed(c: Clients, settings: Settings, start_worker):
     n = 3000
     w = start_worker("pool", concurrency=1)
@@ -261,7 +270,7 @@ def test_a_job_survives_its_pool_process_being_killed(c: Clients, settings: Sett
     os.kill(child, signal.SIGKILL)  # task_reject_on_worker_lost: the parent requeues the task
     final = wait_finished(c, state.job_id, timeout_s=120)
     assert final.status is JobStatus.SUCCEEDED
-    assert_complete_log(read_log(settings, state.job_id), state.job_id, n)
+    assert_complete_log(read_log(c.settings, state.job_id), state.job_id, n)
 
 
 def test_retention_deletes_old_finished_jobs_and_keeps_recent_ones(c: Clients, settings: Settings, start_worker):
@@ -288,6 +297,7 @@ def test_retention_deletes_old_finished_jobs_and_keeps_recent_ones(c: Clients, s
     assert not c.redis.exists(progress.snapshot_key(old.job_id))
 
 
+@BOTH_LAYOUTS
 def test_two_live_copies_of_one_job_run_each_step_once(c: Clients, settings: Settings, start_worker):
     worker = start_worker("twice", concurrency=2)
     state = service.submit_job("count", {"n": 1_000_000}, c)
@@ -301,10 +311,11 @@ def test_two_live_copies_of_one_job_run_each_step_once(c: Clients, settings: Set
     service.cancel_job(state.job_id, c)
     final = wait_finished(c, state.job_id)
     assert final.status is JobStatus.CANCELLED
-    assert_complete_log(read_log(settings, state.job_id), state.job_id, final.step, total=state.total,
+    assert_complete_log(read_log(c.settings, state.job_id), state.job_id, final.step, total=state.total,
                         final="cancelled")  # fmt: skip
 
 
+@BOTH_LAYOUTS
 def test_a_job_whose_step_raises_fails_with_the_error_and_its_log_ends_there(c: Clients, settings: Settings):
     job_id = str(uuid.uuid4())
     progress.store(c.redis, settings, JobState(job_id, 0, 50, JobStatus.QUEUED, time.time()))
@@ -312,7 +323,7 @@ def test_a_job_whose_step_raises_fails_with_the_error_and_its_log_ends_there(c: 
     final = runner.run_job(job_id, "steps_then_fail", {"n": 50, "fail_at": 20}, c)
     assert (final.status, final.step, final.error) == (JobStatus.FAILED, 19, "ValueError: step 20 broke")
     assert service.get_job(job_id, c) == final
-    records = read_log(settings, job_id)
+    records = read_log(c.settings, job_id)
     assert_complete_log(records, job_id, 19, total=50, final="failed")
     assert records[-1]["error"] == "ValueError: step 20 broke"
     # The step records are formatted by hand in the hot loop: each is exactly what JobState writes.

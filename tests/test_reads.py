@@ -16,7 +16,7 @@ from rxapp.api import LOG_PAGE_MAX
 from settings import Settings
 from tasks import progress, service
 from tasks.clients import Clients
-from tasks.joblog import PAGE_MAX_BYTES, JobLogError, JobLogReader, topic_name
+from tasks.joblog import PAGE_MAX_BYTES, JobLogError, JobLogReader, log_place
 from tasks.model import JobNotFound, JobStatus, LogLine, ServiceUnavailable
 from tasks.worker import runner
 from tests.apiclient import api_client
@@ -82,11 +82,11 @@ def test_a_log_page_holds_at_most_a_thousand_records_and_about_a_megabyte(c: Cli
     assert "limit" in answer.json()["error"]
     c.admin.create(job_id)
     progress.add_to_index(c.redis, job_id)
-    topic = topic_name(c.settings, job_id)
+    place = log_place(c.settings, job_id)
     line = "x" * 8000
     c.writer.begin()
     for _ in range(300):
-        c.writer.append(topic, job_id, LogLine(job_id, line, time.time()).to_json())
+        c.writer.append(place, job_id, LogLine(job_id, line, time.time()).to_json())
     c.writer.flush()
     page = c.reader.page(job_id, 0, LOG_PAGE_MAX)
     size = sum(len(record.to_json()) for record in page.records)

@@ -33,8 +33,10 @@ RETENTION_EVERY_S = 60.0
 
 
 def subscription(settings: Settings) -> list[str]:
-    """What the group subscribes to: every job's own topic (a regular expression, so the topic of a job
-    that starts later is found at the next metadata refresh)."""
+    """What the group subscribes to: the shared layout's topic, or every job's own topic (a regular
+    expression, so the topic of a job that starts later is found at the next metadata refresh)."""
+    if settings.shared_log:
+        return [settings.job_log_topic]
     return ["^" + settings.kafka_topic_prefix.replace(".", "\\.") + "[0-9a-f-]+$"]
 
 
@@ -143,15 +145,23 @@ class HistoryConsumer:
             self.store.delete_jobs(self.store.finished_before(time.time() - self.settings.retention_s))
 
 
-def rebuild(settings: Settings, store: HistoryStore, job_ids: Iterable[str] | None = None) -> int:
-    """Empty the store and read every job log (or these jobs') into it from the beginning: the store
-    from Kafka alone. A history consumer running meanwhile does no harm (records are kept once).
-    Returns how many records were stored."""
-    ids = list(JobLogAdmin(settings).job_ids() if job_ids is None else job_ids)
+def log_partitions(settings: Settings) -> list[tuple[str, int]]:
+    """Every partition that holds job records: each job's topic, or the shared topic's partitions."""
+    if settings.shared_log:
+        return [(settings.job_log_topic, partition) for partition in range(settings.job_log_partitions)]
+    return [(topic_name(settings, job_id), 0) for job_id in JobLogAdmin(settings).job_ids()]
+
+
+def rebuild(settings: Settings, store: HistoryStore) -> int:
+    """Empty the store and read every job log into it from the beginning: the store from Kafka
+    alone. A history consumer running meanwhile does no harm (records are kept once). Returns how
+    many records were stored."""
     store.clear()
     consumer = Consumer(consumer_config(settings, None))
     try:
-        partitions = [TopicPartition(topic_name(settings, job_id), 0, OFFSET_BEGINNING) for job_id in ids]
+        partitions = [
+            TopicPartition(topic, partition, OFFSET_BEGINNING) for topic, partition in log_partitions(settings)
+        ]
         waiting = {
             (tp.topic, tp.partition)
             for tp in partitions

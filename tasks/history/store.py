@@ -334,6 +334,18 @@ class HistoryStore:
                 next_offset = record_offset + 1
         return LogPage(records, next_offset, end=True)
 
+    def first_offset(self, job_id: str) -> int | None:
+        """The offset of the job's first stored record (where its log begins in its partition)."""
+        query = select(func.min(job_records.c.offset)).where(job_records.c.job_id == job_id)
+        with self._reading() as conn:
+            found = conn.scalar(query)
+        return None if found is None else int(found)
+
+    def job_ids(self) -> list[str]:
+        """Every job the store holds."""
+        with self._reading() as conn:
+            return list(conn.scalars(select(jobs.c.job_id)))
+
     def count_records(self, job_id: str | None = None) -> int:
         query = select(func.count()).select_from(job_records)
         if job_id is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tasks import progress
 from tasks.clients import Clients
-from tasks.joblog import JobLogError, topic_name
+from tasks.joblog import JobLogError, log_place
 from tasks.jobtypes import JobType
 from tasks.model import LEVELS, JobState, JobStatus, LineKind
 
@@ -83,7 +83,7 @@ class RunContext:
         self.lines_kept = 0
         self.lines_dropped = 0
         self._max_lines = c.settings.log_max_lines
-        self._topic = topic_name(c.settings, job_id)
+        self._place = log_place(c.settings, job_id)
         self._thread = threading.get_ident()  # the job's: only there may a call raise its stop
 
     def state(self, status: JobStatus = JobStatus.RUNNING, **final: Any) -> JobState:
@@ -115,7 +115,7 @@ class RunContext:
 
     def _steps(self, total: int) -> Iterator[int]:
         c, job_id, publisher = self.c, self.job_id, self.publisher
-        topic = topic_name(c.settings, job_id)
+        place = self._place
         head = (
             f'{{"job_id":"{job_id}","type":"{self.job.name}","total":{total},"status":"running",'
             f'"started_at":{self.started_at!r},"step":'
@@ -126,9 +126,9 @@ class RunContext:
                 yield step
                 ts = now()
                 if self.checkpoint:
-                    append(topic, job_id, f'{head}{step},"ts":{ts!r},"checkpoint":{json.dumps(self.checkpoint)}}}')
+                    append(place, job_id, f'{head}{step},"ts":{ts!r},"checkpoint":{json.dumps(self.checkpoint)}}}')
                 else:
-                    append(topic, job_id, f'{head}{step},"ts":{ts!r}}}')
+                    append(place, job_id, f'{head}{step},"ts":{ts!r}}}')
                 self.done = step
                 if not step & 1023:
                     writer.poll()
@@ -196,7 +196,7 @@ class RunContext:
             f'"ts":{time.time()!r},"message":{json.dumps(text, ensure_ascii=False)}}}'
         )
         try:
-            self.c.writer.append(self._topic, self.job_id, record)
+            self.c.writer.append(self._place, self.job_id, record)
         except JobLogError as exc:
             raise LogUnwritable(exc) from exc
 
@@ -235,7 +235,7 @@ class RunContext:
             self.last_publish = time.monotonic()
         if log:
             try:
-                self.c.writer.append(topic_name(self.c.settings, self.job_id), self.job_id, state.to_json())
+                self.c.writer.append(self._place, self.job_id, state.to_json())
             except JobLogError as exc:
                 raise LogUnwritable(exc) from exc
         if cancelled:

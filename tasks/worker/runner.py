@@ -22,7 +22,7 @@ import redis
 
 from tasks import owners, progress, queue
 from tasks.clients import Clients
-from tasks.joblog import JobLogError, topic_name
+from tasks.joblog import JobLogError, log_place
 from tasks.jobtypes import JobType, find
 from tasks.model import InvalidInput, JobNotFound, JobState, JobStatus, check_job_id
 from tasks.worker import output, tqdm_capture
@@ -117,6 +117,9 @@ def _run_leased(
         publisher.publish_final(final)
         return final
     c.admin.create(job_id)
+    if c.settings.shared_log:  # before any read: a job's records all come after this
+        with contextlib.suppress(redis.RedisError):
+            progress.mark_log_start(c.redis, c.settings, job_id, c.reader.end_offset(job_id))
     last = c.reader.last(job_id)
     if last is not None and last.status.finished:
         publisher.publish_final(last)
@@ -148,13 +151,16 @@ def _run_leased(
     ctx.message = how
     first = ctx.state()
     # The first record of a run holds the params and the owner, and says whether it resumed or started again.
-    c.writer.append(topic_name(c.settings, job_id), job_id, replace(first, params=params, owner=owner).to_json())
+    c.writer.append(log_place(c.settings, job_id), job_id, replace(first, params=params, owner=owner).to_json())
     publisher.publish(first)
     return _finish(c, publisher, _call(job, dict(values), ctx, params))
 
 
 def _has_log(c: Clients, job_id: str) -> bool:
-    """Whether the job has a topic (an earlier run made it)."""
+    """Whether an earlier run began the job's log: made its topic, or (shared layout) marked where it
+    begins."""
+    if c.settings.shared_log:
+        return bool(c.redis.exists(progress.log_start_key(job_id)))
     try:
         c.reader.last(job_id)
     except JobNotFound:
@@ -302,7 +308,7 @@ def _final(
 
 def _finish(c: Clients, publisher: progress.ProgressPublisher, final: JobState) -> JobState:
     """Write the final record, wait until the broker has every record, then publish it."""
-    c.writer.append(topic_name(c.settings, final.job_id), final.job_id, final.to_json())
+    c.writer.append(log_place(c.settings, final.job_id), final.job_id, final.to_json())
     c.writer.flush()
     publisher.publish_final(final)
     return final
