@@ -28,12 +28,12 @@ from sqlalchemy import update
 
 from settings import Settings, SettingsError, get_settings, load_settings
 from stack.processes import Child, app_env
-from tasks import service
+from tasks import progress, service
 from tasks.clients import Clients, clients
 from tasks.history.schema import job_records, jobs, metadata
 from tasks.history.store import HistoryStore, StoredRecord, merged_row, stored_record
 from tasks.joblog import log_place
-from tasks.model import JobNotFound, JobState, JobStatus, LineKind, LogLine
+from tasks.model import JobNotFound, JobState, JobStatus, LineKind, LogLine, parse_record
 from tasks.progress import snapshot_key
 from tests.apiclient import api_client, script_token
 from tests.conftest import BOTH_LAYOUTS, run_module, wait_finished, wait_for
@@ -409,9 +409,7 @@ def test_reads_come_from_the_store_once_it_holds_a_jobs_end_and_from_kafka_while
     again = service.get_job(lagging, history.c, OWNER)
     assert (again.status, again.step, again.result) == (final.status, final.step, final.result)
     page = service.read_log(lagging, 0, 1000, history.c, None, OWNER)
-    assert [record.to_json() for record in page.records] == [
-        value for *_, value in sorted(history.kafka_records([lagging]))
-    ]
+    assert page.records == [parse_record(value) for *_, value in sorted(history.kafka_records([lagging]))]
     assert page.end
 
 
@@ -451,3 +449,35 @@ def test_the_api_lists_the_callers_jobs_from_the_store_newest_first_a_page_at_a_
             assert stranger.get("/api/jobs").status_code == 401
     finally:
         store.delete_jobs(job_id for job_id, *_ in made)
+
+
+@pytest.mark.parametrize(("database_url", "log_layout"), [("sqlite", "shared")], indirect=["database_url"])
+def test_in_the_shared_layout_the_index_comes_back_from_the_store_and_retention_forgets_jobs(
+    history: History,
+) -> None:
+    history.worker()
+    history.consumer()
+    old, recent = history.submit("count", {"n": 5}), history.submit("count", {"n": 5})
+    old_end = wait_finished(history.c, old).ts
+    wait_finished(history.c, recent)
+    assert_store_holds_exactly(history, [old, recent])
+    c = history.c
+    # Redis loses the index (and the old job's snapshot and the mark where its log begins).
+    c.redis.delete(progress.INDEX_KEY, progress.INDEX_COMPLETE_KEY, snapshot_key(old), progress.log_start_key(old))
+    assert service.rebuild_index(c) >= 2
+    assert c.redis.sismember(progress.INDEX_KEY, old)
+    assert c.redis.sismember(progress.INDEX_KEY, recent)
+    assert service.get_job(old, c).status is JobStatus.SUCCEEDED  # the store knows it: no scan of Kafka
+    page = service.read_log(old, 0, 100, c)
+    assert page.records == [parse_record(v) for *_, v in sorted(history.kafka_records([old]))]
+
+    # Past the old job's retention: condemned at once, its keys gone after the grace period; Kafka's
+    # own retention removes its records (nothing is deleted per job).
+    now = max(old_end, history.store.job(recent).ts) + c.settings.retention_s + 0.0001  # type: ignore[union-attr]
+    c.reader.close()
+    service.purge_expired_jobs(c, now=now)
+    with pytest.raises(JobNotFound):
+        service.get_job(old, c)
+    assert set(service.purge_expired_jobs(c, now=now + service.PURGE_GRACE_S)) == {old, recent}
+    assert not c.redis.exists(snapshot_key(old))
+    assert history.settings.job_log_topic in c.admin._admin.list_topics(timeout=10).topics

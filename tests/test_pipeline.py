@@ -13,13 +13,14 @@ from typing import cast
 
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer, TopicPartition
 
 from settings import Settings
 from stack.processes import Child
 from tasks import progress, service
 from tasks.clients import Clients
-from tasks.joblog import log_place
+from tasks.joblog import log_place, topic_name
 from tasks.jobtypes import InvalidParams
 from tasks.model import JobNotFound, JobState, JobStatus
 from tasks.worker import runner
@@ -108,7 +109,9 @@ def submit_watched(c: Clients, n: int) -> tuple[str, Subscriber]:
 
 
 @BOTH_LAYOUTS
-def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, settings: Settings, worker: Child):
+def test_a_job_logs_every_step_and_publishes_coalesced_progress(
+    c: Clients, settings: Settings, worker: Child, log_layout: str
+):
     n = 1000
     job_id, subscriber = submit_watched(c, n)
     final = wait_finished(c, job_id)
@@ -118,6 +121,10 @@ def test_a_job_logs_every_step_and_publishes_coalesced_progress(c: Clients, sett
     assert (final.step, final.total) == (n, n)
     records = read_log(c.settings, job_id)
     assert_complete_log(records, job_id, n)
+    # A topic of its own in the topic layout; none in the shared one, whose one topic holds the job.
+    topics = AdminClient({"bootstrap.servers": c.settings.kafka_bootstrap_servers}).list_topics(timeout=10).topics
+    assert (topic_name(c.settings, job_id) in topics) is (log_layout == "topic")
+    assert (c.settings.job_log_topic in topics) or log_layout == "topic"
     # The snapshot is the final record, field for field.
     assert progress.load(c.redis, job_id) == JobState.from_json(json.dumps(records[-1]))
 
