@@ -161,18 +161,19 @@ class HistoryStore:
         were new."""
         if not records:
             return 0
-        for attempt in range(WRITE_ATTEMPTS):
+        attempt = 1
+        while True:
             try:
                 with self.engine.begin() as conn:
                     added = self._insert_records(conn, records)
                     self._apply_states(conn, [r for r in records if r.state is not None])
-                    return added
-            except IntegrityError:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
+                return added
+            except IntegrityError as exc:  # another writer stored the same new job meanwhile
+                if attempt == WRITE_ATTEMPTS:
+                    raise StoreError(f"cannot write to the history database: {exc}") from exc
+                attempt += 1
             except SQLAlchemyError as exc:
                 raise StoreError(f"cannot write to the history database: {exc}") from exc
-        raise AssertionError("unreachable")
 
     def _insert_records(self, conn: Connection, records: Sequence[StoredRecord]) -> int:
         rows = [
