@@ -42,7 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def units(cfg: Config) -> int:
     """How many ticks the progress bar will see."""
     e2e_ticks = (
-        2 + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state) + 1 + len(e2e_redis.PROCESS_COUNTS) * cfg.e2e_redis_state
+        2
+        + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state)
+        + 1
+        + (1 + len(e2e_redis.PROCESS_COUNTS)) * cfg.e2e_redis_state
     )
     return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
 

@@ -162,14 +162,15 @@ def series(
     sample: bool = True,
     counts: tuple[int, ...] | None = None,
     profile: Path | None = None,
+    n: int | None = None,
 ) -> dict[int, Any]:
-    """Each client count in turn (`counts`, else the config's): its latencies and the backend's CPU, and
-    (when `sample`) the backend's RSS and Redis connections; with `profile`, py-spy's breakdown of the
-    backend at the most pages, recorded into that file."""
+    """Each client count in turn (`counts`, else the config's) with jobs of `n` steps (else the config's):
+    its latencies and the backend's CPU, and (when `sample`) the backend's RSS and Redis connections; with
+    `profile`, py-spy's breakdown of the backend at the most pages, recorded into that file."""
     results: dict[int, Any] = {}
     counts = counts or cfg.e2e_clients
     for clients in counts:
-        sessions = submit(stack, min(clients, cfg.e2e_jobs), cfg.e2e_n)
+        sessions = submit(stack, min(clients, cfg.e2e_jobs), n or cfg.e2e_n)
         profiled = profile if clients == max(counts) else None
         phase = asyncio.run(watch(web, sessions, clients, cfg.e2e_timeout_s, sample, profiled))
         results[clients] = {"latency": latency(stack, phase), "phase": phase}
@@ -260,7 +261,9 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
         if profile is not None:
             results["e2e_backend_profile"] = {"pages": max(runs), **runs[max(runs)]["phase"].profile}
         if cfg.e2e_redis_state:
-            results |= e2e_redis.run(stack, runs, lambda web, counts: series(stack, web, cfg, tick, False, counts))
+            results |= e2e_redis.run(
+                stack, runs, cfg.e2e_n, lambda web, counts, n: series(stack, web, cfg, tick, False, counts, n=n)
+            )
     finally:
         worker.stop()
     return results

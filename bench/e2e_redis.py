@@ -1,5 +1,6 @@
 """The end-to-end series with Reflex's state in Redis (REFLEX_REDIS_URL), as production runs it: Reflex's
-default number of backend processes at each page count, then the most pages with 1 and 2 processes.
+default number of backend processes at each page count, then the most pages with that default, 1 and 2
+processes.
 
 Their CPU is every process of the app's (bench.webapp.ReflexApp.serving), per update a page got, and
 the updates the pages got a second: each also as a ratio to the in-memory single process at the same
@@ -20,8 +21,13 @@ from bench.webapp import ReflexApp
 STATE_REDIS_DB = 7
 # Backend processes (granian workers) the most pages are measured with, besides Reflex's default.
 PROCESS_COUNTS = (1, 2)
-# The page counts to measure with an app, as bench.e2e.series runs them (None: the config's).
-Series = Callable[[ReflexApp, tuple[int, ...] | None], dict[int, Any]]
+# Those runs' jobs are this many times the series' length. A tab that loads after its job ended never
+# sees it (a finished job is shown once more to its owner's first page only), and with one process and
+# the state in Redis, 200 pages take about 10 s to connect: about a job of the series.
+LONGER_JOBS = 2
+# Runs an app's phases: page counts (None: the config's), jobs' steps (None: the config's), as
+# bench.e2e.series runs them.
+Series = Callable[[ReflexApp, tuple[int, ...] | None, int | None], dict[int, Any]]
 
 
 def cpu_figures(run: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
@@ -37,9 +43,10 @@ def cpu_figures(run: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(stack: BenchStack, memory_runs: dict[int, Any], series: Series) -> dict[str, Any]:
+def run(stack: BenchStack, memory_runs: dict[int, Any], n: int, series: Series) -> dict[str, Any]:
     """`e2e_latency_redis_state_ms` (step to page) and `e2e_publish_to_client_redis_state_ms` at each page
-    count with Reflex's default processes; `e2e_redis_state_cpu` by process count at the most pages."""
+    count with Reflex's default processes; then `e2e_redis_state_cpu`: the most pages again with that
+    default and with each of PROCESS_COUNTS, on jobs of LONGER_JOBS x `n` steps."""
     base, db = stack.settings.redis_url.rsplit("/", 1)
     if db == str(STATE_REDIS_DB):
         raise BenchError(f"REDIS_URL uses database {db}, which the run with Reflex's state in Redis empties")
@@ -50,14 +57,16 @@ def run(stack: BenchStack, memory_runs: dict[int, Any], series: Series) -> dict[
     try:
         state_redis.flushdb()
         with ReflexApp(stack, state_url) as web:
-            default = len(web.workers())
-            runs = series(web, None)
-        by_processes[str(default)] = cpu_figures(runs[most], memory_runs[most]) | {"reflex_default": True}
-        for count in (count for count in PROCESS_COUNTS if str(count) not in by_processes):
+            runs = series(web, None, None)
+        for count in (None, *PROCESS_COUNTS):
+            if str(count) in by_processes:  # Reflex's default is one of them
+                continue
             state_redis.flushdb()
             with ReflexApp(stack, state_url, workers=count) as web:
-                measured = series(web, (most,))
-            by_processes[str(count)] = cpu_figures(measured[most], memory_runs[most]) | {"reflex_default": False}
+                processes = len(web.workers())
+                measured = series(web, (most,), LONGER_JOBS * n)
+            figures = cpu_figures(measured[most], memory_runs[most])
+            by_processes[str(processes)] = figures | {"reflex_default": count is None}
     finally:
         state_redis.flushdb()
         state_redis.close()
@@ -68,6 +77,7 @@ def run(stack: BenchStack, memory_runs: dict[int, Any], series: Series) -> dict[
         },
         "e2e_redis_state_cpu": {
             "pages": most,
+            "job_steps": LONGER_JOBS * n,
             "by_processes": dict(sorted(by_processes.items(), key=lambda kv: int(kv[0]))),
         },
     }

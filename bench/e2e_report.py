@@ -203,10 +203,11 @@ def processes_lines(results: dict[str, Any]) -> list[str]:
     memory, memory_step = results["e2e_cpu"][pages], results["e2e_latency_ms"][pages]
     lines = [
         "",
-        f"The same {pages} pages with Reflex's state in Redis, by backend processes (`e2e_redis_state_cpu`): CPU "
-        "of every process of the app (granian's workers and their supervisor) per update a page got, the "
-        "updates all pages got a second, and both against the state in memory with its one process, above "
-        f"(this machine has {results['machine']['cpu_count']} CPUs).",
+        f"The same {pages} pages with Reflex's state in Redis, by backend processes (`e2e_redis_state_cpu`; jobs "
+        f"of {measured['job_steps']:,} steps, so that the slowest setup connects every page before its job "
+        "ends): CPU of every process of the app (granian's workers and their supervisor) per update a page "
+        "got, the updates all pages got a second, and both against the state in memory with its one "
+        f"process, above (this machine has {results['machine']['cpu_count']} CPUs).",
         "",
         "| Backend processes | ms per update | vs memory | updates/s | vs memory | step to page p50 / p99 (ms) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
