@@ -46,6 +46,7 @@ def units(cfg: Config) -> int:
         + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state)
         + 1
         + (1 + len(e2e_redis.PROCESS_COUNTS)) * cfg.e2e_redis_state
+        + cfg.e2e_profile
     )
     return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from celery import Celery
 
 from bench import browser, e2e_redis
 from bench.arrivals import StepTimes, job_seconds, summarize
@@ -37,7 +38,30 @@ from tasks.model import JobState
 
 CONNECTS_AT_ONCE = 25
 SAMPLE_EVERY_S = 0.5
+QUEUE = "celery"  # the worker's queue: Celery's default
 STATE_MANAGER = "memory (rxconfig.py's choice without REFLEX_REDIS_URL)"
+
+
+@dataclass
+class JobGate:
+    """Keeps a phase's jobs in the queue until every page shows them: the worker stops taking jobs from its
+    queue (Celery's cancel_consumer) and takes them again on `release`. A tab that loads after its job
+    ended never sees it (a finished job is shown once more to its owner's first page only), and on a busy
+    machine 200 pages can take longer to connect than a job takes to run."""
+
+    celery: Celery
+    worker: str
+
+    def hold(self) -> None:
+        self._control("cancel_consumer")
+
+    def release(self) -> None:
+        self._control("add_consumer")
+
+    def _control(self, command: str) -> None:
+        replies = getattr(self.celery.control, command)(QUEUE, destination=[self.worker], reply=True, timeout=10)
+        if not replies:
+            raise BenchError(f"the worker {self.worker} did not answer {command}")
 
 
 @dataclass
@@ -51,7 +75,7 @@ class Phase:
     backend_cpu_s: float = 0.0
     bench_cpu_s: float = 0.0
     watched_s: float = 0.0  # from the first page's connect to every job's end at its page
-    profile: dict[str, Any] | None = None  # bench.profile's breakdown of the backend's samples
+    profile: Recording | None = None  # py-spy's samples of the backend meanwhile (bench.profile)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds of the backend and of this process (the scripted pages), the backend's per update,
@@ -87,11 +111,18 @@ def submit(stack: BenchStack, count: int, n: int) -> dict[str, str]:
 
 
 async def watch(
-    web: ReflexApp, sessions: dict[str, str], clients: int, timeout_s: float, sample: bool, profile: Path | None = None
+    web: ReflexApp,
+    sessions: dict[str, str],
+    clients: int,
+    timeout_s: float,
+    sample: bool,
+    profile: Path | None = None,
+    opened: Callable[[], None] = lambda: None,
 ) -> Phase:
-    """Connect `clients` pages (page i is a tab of the browser of job i mod len(sessions)) and keep
-    them until every job ended. The backend's CPU meanwhile: its serving process's (every process of
-    the app's with several); with `profile`, py-spy's samples of that process, recorded there."""
+    """Connect `clients` pages (page i is a tab of the browser of job i mod len(sessions)), call `opened`
+    once every page shows its job, and keep them until every job ended. The backend's CPU meanwhile: its
+    serving process's (every process of the app's with several); with `profile`, py-spy's samples of that
+    process, recorded there."""
     job_ids = list(sessions)
     pages = [
         PageClient(web.url, job_ids[i % len(job_ids)], sessions[job_ids[i % len(job_ids)]]) for i in range(clients)
@@ -106,18 +137,17 @@ async def watch(
 
     backends, bench = web.serving(), psutil.Process()
     backend_before, bench_before = cpu_s(*backends), cpu_s(bench)
-    recording = Recording(backends[0].pid, profile) if profile else contextlib.nullcontext()
+    phase.profile = Recording(backends[0].pid, profile) if profile else None
     try:
-        with recording:
+        with phase.profile or contextlib.nullcontext():
             started = time.monotonic()
             await asyncio.gather(*(open_page(page) for page in pages))
+            await asyncio.to_thread(opened)
             await ended_at_pages(web, pages, phase, timeout_s, sample)
             phase.watched_s = time.monotonic() - started
     finally:
         await asyncio.gather(*(page.close() for page in pages), return_exceptions=True)
     phase.backend_cpu_s, phase.bench_cpu_s = cpu_s(*backends) - backend_before, cpu_s(bench) - bench_before
-    if isinstance(recording, Recording):
-        phase.profile = recording.result(phase.cpu()["backend_ms_per_update"])
     return phase
 
 
@@ -159,20 +189,23 @@ def series(
     web: ReflexApp,
     cfg: Config,
     tick: Tick,
+    gate: JobGate,
     sample: bool = True,
     counts: tuple[int, ...] | None = None,
     profile: Path | None = None,
-    n: int | None = None,
 ) -> dict[int, Any]:
-    """Each client count in turn (`counts`, else the config's) with jobs of `n` steps (else the config's):
-    its latencies and the backend's CPU, and (when `sample`) the backend's RSS and Redis connections; with
-    `profile`, py-spy's breakdown of the backend at the most pages, recorded into that file."""
+    """Each client count in turn (`counts`, else the config's), its jobs held in the queue until every page
+    shows them: its latencies and the backend's CPU, and (when `sample`) the backend's RSS and Redis
+    connections; with `profile`, py-spy's samples of the backend, recorded into that file."""
     results: dict[int, Any] = {}
     counts = counts or cfg.e2e_clients
     for clients in counts:
-        sessions = submit(stack, min(clients, cfg.e2e_jobs), n or cfg.e2e_n)
-        profiled = profile if clients == max(counts) else None
-        phase = asyncio.run(watch(web, sessions, clients, cfg.e2e_timeout_s, sample, profiled))
+        gate.hold()
+        try:
+            sessions = submit(stack, min(clients, cfg.e2e_jobs), cfg.e2e_n)
+            phase = asyncio.run(watch(web, sessions, clients, cfg.e2e_timeout_s, sample, profile, gate.release))
+        finally:
+            gate.release()
         results[clients] = {"latency": latency(stack, phase), "phase": phase}
         tick(f"e2e {clients} pages")
     return results
@@ -226,6 +259,25 @@ def memory_and_connections(runs: dict[int, Any]) -> dict[str, Any]:
     }
 
 
+def backend_profile(
+    stack: BenchStack, web: ReflexApp, cfg: Config, tick: Tick, gate: JobGate, runs: dict[int, Any]
+) -> dict[str, Any]:
+    """py-spy's breakdown of the backend at the most pages, each bucket's share priced at the cost per update
+    of the phase measured without it. Recorded in a phase of its own: the sampler takes CPU that a small
+    machine's backend would miss. A phase that does not end is said, not fatal."""
+    most = max(runs)
+    figures: dict[str, Any] = {"pages": most}
+    try:
+        out = stack.log_dir / "backend-profile.txt"
+        [profiled] = series(stack, web, cfg, tick, gate, counts=(most,), profile=out).values()
+    except (BenchError, TimeoutError) as exc:
+        return figures | {"error": f"the profiled phase did not end ({type(exc).__name__}: {exc})"}
+    phase: Phase = profiled["phase"]
+    assert phase.profile is not None
+    figures["profiled_phase_ms_per_update"] = phase.cpu()["backend_ms_per_update"]
+    return figures | phase.profile.result(runs[most]["phase"].cpu()["backend_ms_per_update"])
+
+
 def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
     """The Jobstream side of the end-to-end benchmark: every key it adds to the results."""
     stack.flush_redis()
@@ -236,8 +288,9 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
         with ReflexApp(stack) as web:
             worker.wait_ready()
             tick("Reflex app started")
-            profile = stack.log_dir / "backend-profile.txt" if cfg.e2e_profile else None
-            runs = series(stack, web, cfg, tick, profile=profile)
+            gate = JobGate(stack.clients.celery, worker.name)
+            runs = series(stack, web, cfg, tick, gate)
+            profile = backend_profile(stack, web, cfg, tick, gate, runs) if cfg.e2e_profile else None
             browser_latency = browser_check(stack, web, cfg)
             tick("e2e browser")
         results = {
@@ -259,10 +312,10 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
             **memory_and_connections(runs),
         }
         if profile is not None:
-            results["e2e_backend_profile"] = {"pages": max(runs), **runs[max(runs)]["phase"].profile}
+            results["e2e_backend_profile"] = profile
         if cfg.e2e_redis_state:
             results |= e2e_redis.run(
-                stack, runs, cfg.e2e_n, lambda web, counts, n: series(stack, web, cfg, tick, False, counts, n=n)
+                stack, runs, lambda web, counts: series(stack, web, cfg, tick, gate, False, counts)
             )
     finally:
         worker.stop()

@@ -21,13 +21,8 @@ from bench.webapp import ReflexApp
 STATE_REDIS_DB = 7
 # Backend processes (granian workers) the most pages are measured with, besides Reflex's default.
 PROCESS_COUNTS = (1, 2)
-# Those runs' jobs are this many times the series' length. A tab that loads after its job ended never
-# sees it (a finished job is shown once more to its owner's first page only), and with one process and
-# the state in Redis, 200 pages take about 10 s to connect: about a job of the series.
-LONGER_JOBS = 2
-# Runs an app's phases: page counts (None: the config's), jobs' steps (None: the config's), as
-# bench.e2e.series runs them.
-Series = Callable[[ReflexApp, tuple[int, ...] | None, int | None], dict[int, Any]]
+# Runs an app's phases at these page counts (None: the config's), as bench.e2e.series runs them.
+Series = Callable[[ReflexApp, tuple[int, ...] | None], dict[int, Any]]
 
 
 def cpu_figures(run: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
@@ -43,10 +38,10 @@ def cpu_figures(run: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(stack: BenchStack, memory_runs: dict[int, Any], n: int, series: Series) -> dict[str, Any]:
+def run(stack: BenchStack, memory_runs: dict[int, Any], series: Series) -> dict[str, Any]:
     """`e2e_latency_redis_state_ms` (step to page) and `e2e_publish_to_client_redis_state_ms` at each page
     count with Reflex's default processes; then `e2e_redis_state_cpu`: the most pages again with that
-    default and with each of PROCESS_COUNTS, on jobs of LONGER_JOBS x `n` steps."""
+    default and with each of PROCESS_COUNTS."""
     base, db = stack.settings.redis_url.rsplit("/", 1)
     if db == str(STATE_REDIS_DB):
         raise BenchError(f"REDIS_URL uses database {db}, which the run with Reflex's state in Redis empties")
@@ -57,14 +52,14 @@ def run(stack: BenchStack, memory_runs: dict[int, Any], n: int, series: Series) 
     try:
         state_redis.flushdb()
         with ReflexApp(stack, state_url) as web:
-            runs = series(web, None, None)
+            runs = series(web, None)
         for count in (None, *PROCESS_COUNTS):
             if str(count) in by_processes:  # Reflex's default is one of them
                 continue
             state_redis.flushdb()
             with ReflexApp(stack, state_url, workers=count) as web:
                 processes = len(web.workers())
-                measured = series(web, (most,), LONGER_JOBS * n)
+                measured = series(web, (most,))
             figures = cpu_figures(measured[most], memory_runs[most])
             by_processes[str(processes)] = figures | {"reflex_default": count is None}
     finally:
@@ -77,7 +72,6 @@ def run(stack: BenchStack, memory_runs: dict[int, Any], n: int, series: Series) 
         },
         "e2e_redis_state_cpu": {
             "pages": most,
-            "job_steps": LONGER_JOBS * n,
             "by_processes": dict(sorted(by_processes.items(), key=lambda kv: int(kv[0]))),
         },
     }

@@ -180,10 +180,12 @@ def profile_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"Where the backend's CPU goes at {profile['pages']} pages (`e2e_backend_profile`): py-spy at "
-        f"{profile['rate_hz']} Hz on the backend process for the whole phase, {profile['samples']:,} busy samples "
-        "(idle ones left out); a sample counts for the bucket of its innermost frame that one names "
+        f"{profile['rate_hz']} Hz on the backend process, {profile['samples']:,} busy samples (idle ones left out), "
+        "in a phase of its own after the measured one (the sampler's "
+        f"CPU stays out of the figures above; that phase cost {profile['profiled_phase_ms_per_update']:.2f} ms "
+        "per update with it). A sample counts for the bucket of its innermost frame that one names "
         "(bench/profile.py), so the app's share is the time in its own frames. Each bucket's ms per update is "
-        f"its share of the {profile['backend_ms_per_update']:.2f} ms per update measured in the same phase.",
+        f"its share of the {profile['backend_ms_per_update']:.2f} ms per update of the measured phase.",
         "",
         "| Bucket | What it holds | Share of samples | ms per update |",
         "| --- | --- | ---: | ---: |",
@@ -203,10 +205,9 @@ def processes_lines(results: dict[str, Any]) -> list[str]:
     memory, memory_step = results["e2e_cpu"][pages], results["e2e_latency_ms"][pages]
     lines = [
         "",
-        f"The same {pages} pages with Reflex's state in Redis, by backend processes (`e2e_redis_state_cpu`; jobs "
-        f"of {measured['job_steps']:,} steps, so that the slowest setup connects every page before its job "
-        "ends): CPU of every process of the app (granian's workers and their supervisor) per update a page "
-        "got, the updates all pages got a second, and both against the state in memory with its one "
+        f"The same {pages} pages with Reflex's state in Redis, by backend processes (`e2e_redis_state_cpu`): CPU "
+        "of every process of the app (granian's workers and their supervisor) per update a page got, the "
+        "updates all pages got a second, and both against the state in memory with its one "
         f"process, above (this machine has {results['machine']['cpu_count']} CPUs).",
         "",
         "| Backend processes | ms per update | vs memory | updates/s | vs memory | step to page p50 / p99 (ms) |",
