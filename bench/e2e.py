@@ -270,7 +270,7 @@ def backend_profile(
     try:
         out = stack.log_dir / "backend-profile.txt"
         [profiled] = series(stack, web, cfg, tick, gate, counts=(most,), profile=out).values()
-    except (BenchError, TimeoutError) as exc:
+    except e2e_redis.PHASE_FAILED as exc:
         return figures | {"error": f"the profiled phase did not end ({type(exc).__name__}: {exc})"}
     phase: Phase = profiled["phase"]
     assert phase.profile is not None

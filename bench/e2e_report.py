@@ -198,6 +198,8 @@ def profile_lines(results: dict[str, Any]) -> list[str]:
 def processes_lines(results: dict[str, Any]) -> list[str]:
     """Reflex's state in Redis with 1, 2 and Reflex's default backend processes at the most pages, against
     the in-memory single process of the same run."""
+    if "e2e_redis_state_error" in results:
+        return ["", f"The series with Reflex's state in Redis did not end: {results['e2e_redis_state_error']}."]
     measured = results.get("e2e_redis_state_cpu")
     if measured is None:
         return []
@@ -217,6 +219,9 @@ def processes_lines(results: dict[str, Any]) -> list[str]:
     ]
     for count, figure in measured["by_processes"].items():
         default = " (Reflex's default)" if figure["reflex_default"] else ""
+        if "error" in figure:
+            lines.append(f"| {count}{default}, state in Redis | did not end: {figure['error']} | | | | |")
+            continue
         lines.append(
             f"| {count}{default}, state in Redis | {figure['backend_ms_per_update']:.2f} "
             f"| {figure['ms_per_update_vs_memory']:.2f}x | {figure['updates_per_s']:,.0f} "
