@@ -20,7 +20,7 @@ from typing import Any
 import confluent_kafka
 from tqdm import tqdm
 
-from bench import baseline, e2e, e2e_report, latency, lines, peer, pipeline, report, worker
+from bench import baseline, e2e, e2e_redis, e2e_report, latency, lines, peer, pipeline, report, worker
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
@@ -41,7 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def units(cfg: Config) -> int:
     """How many ticks the progress bar will see."""
-    e2e_ticks = 2 + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state) + 1
+    e2e_ticks = (
+        2
+        + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state)
+        + 1
+        + (1 + len(e2e_redis.PROCESS_COUNTS)) * cfg.e2e_redis_state
+        + cfg.e2e_profile
+    )
     return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
 
 

@@ -25,7 +25,8 @@ class Config:
     e2e_n: int
     e2e_step_delay_ms: float
     e2e_jobs: int
-    e2e_redis_state: bool  # also run the series with Reflex's state in Redis
+    e2e_redis_state: bool  # also run the series with Reflex's state in Redis (bench.e2e_redis)
+    e2e_profile: bool  # py-spy's breakdown of the backend at the most pages (bench.profile)
     log_lines: int  # lines the printing job prints (bench.lines)
 
     @property
@@ -63,6 +64,7 @@ FULL = Config(
     e2e_step_delay_ms=2.0,
     e2e_jobs=4,
     e2e_redis_state=True,
+    e2e_profile=True,
     log_lines=200_000,
 )
 
@@ -82,5 +84,6 @@ QUICK = Config(
     e2e_step_delay_ms=2.0,
     e2e_jobs=4,
     e2e_redis_state=False,
+    e2e_profile=False,
     log_lines=50_000,
 )

@@ -9,20 +9,24 @@ each page watching one job. Step times come from each job's Kafka log afterwards
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
+from celery import Celery
 
-from bench import browser
+from bench import browser, e2e_redis
 from bench.arrivals import StepTimes, job_seconds, summarize
 from bench.config import Config
 from bench.measure import Tick, log_values
 from bench.pageclient import PageClient
+from bench.profile import Recording
 from bench.stack import BenchError, BenchStack
 from bench.webapp import ReflexApp
 from rxapp.session import COOKIE_NAME, cookie_value
@@ -34,9 +38,30 @@ from tasks.model import JobState
 
 CONNECTS_AT_ONCE = 25
 SAMPLE_EVERY_S = 0.5
-# Reflex's state in Redis for the optional run: its own database, emptied before and after.
-STATE_REDIS_DB = 7
+QUEUE = "celery"  # the worker's queue: Celery's default
 STATE_MANAGER = "memory (rxconfig.py's choice without REFLEX_REDIS_URL)"
+
+
+@dataclass
+class JobGate:
+    """Keeps a phase's jobs in the queue until every page shows them: the worker stops taking jobs from its
+    queue (Celery's cancel_consumer) and takes them again on `release`. A tab that loads after its job
+    ended never sees it (a finished job is shown once more to its owner's first page only), and on a busy
+    machine 200 pages can take longer to connect than a job takes to run."""
+
+    celery: Celery
+    worker: str
+
+    def hold(self) -> None:
+        self._control("cancel_consumer")
+
+    def release(self) -> None:
+        self._control("add_consumer")
+
+    def _control(self, command: str) -> None:
+        replies = getattr(self.celery.control, command)(QUEUE, destination=[self.worker], reply=True, timeout=10)
+        if not replies:
+            raise BenchError(f"the worker {self.worker} did not answer {command}")
 
 
 @dataclass
@@ -49,12 +74,19 @@ class Phase:
     redis_connections: list[int]
     backend_cpu_s: float = 0.0
     bench_cpu_s: float = 0.0
+    watched_s: float = 0.0  # from the first page's connect to every job's end at its page
+    profile: Recording | None = None  # py-spy's samples of the backend meanwhile (bench.profile)
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds of the backend and of this process (the scripted pages), and the backend's per update."""
+        """CPU seconds of the backend and of this process (the scripted pages), the backend's per update,
+        and the updates the pages got a second while they watched."""
         updates = sum(len(page.arrivals) for page in self.pages)
-        per_update_ms = 1000 * self.backend_cpu_s / updates
-        return {"backend_s": self.backend_cpu_s, "pages_s": self.bench_cpu_s, "backend_ms_per_update": per_update_ms}
+        return {
+            "backend_s": self.backend_cpu_s,
+            "pages_s": self.bench_cpu_s,
+            "backend_ms_per_update": 1000 * self.backend_cpu_s / updates,
+            "updates_per_s": updates / self.watched_s if self.watched_s else 0.0,
+        }
 
 
 def step_times(stack: BenchStack, job_id: str) -> StepTimes:
@@ -78,9 +110,19 @@ def submit(stack: BenchStack, count: int, n: int) -> dict[str, str]:
     return sessions
 
 
-async def watch(web: ReflexApp, sessions: dict[str, str], clients: int, timeout_s: float, sample: bool) -> Phase:
-    """Connect `clients` pages (page i is a tab of the browser of job i mod len(sessions)) and keep
-    them until every job ended."""
+async def watch(
+    web: ReflexApp,
+    sessions: dict[str, str],
+    clients: int,
+    timeout_s: float,
+    sample: bool,
+    profile: Path | None = None,
+    opened: Callable[[], None] = lambda: None,
+) -> Phase:
+    """Connect `clients` pages (page i is a tab of the browser of job i mod len(sessions)), call `opened`
+    once every page shows its job, and keep them until every job ended. The backend's CPU meanwhile: its
+    serving process's (every process of the app's with several); with `profile`, py-spy's samples of that
+    process, recorded there."""
     job_ids = list(sessions)
     pages = [
         PageClient(web.url, job_ids[i % len(job_ids)], sessions[job_ids[i % len(job_ids)]]) for i in range(clients)
@@ -93,32 +135,45 @@ async def watch(web: ReflexApp, sessions: dict[str, str], clients: int, timeout_
             await page.open()
             await asyncio.wait_for(page.watching.wait(), timeout_s)
 
-    backend, bench = (web.backend(), psutil.Process()) if sample else (None, None)
-    backend_before, bench_before = cpu_s(backend), cpu_s(bench)
+    backends, bench = web.serving(), psutil.Process()
+    backend_before, bench_before = cpu_s(*backends), cpu_s(bench)
+    phase.profile = Recording(backends[0].pid, profile) if profile else None
     try:
-        await asyncio.gather(*(open_page(page) for page in pages))
-        ended = asyncio.ensure_future(asyncio.gather(*(page.finished.wait() for page in pages)))
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not ended.done():
-            if asyncio.get_running_loop().time() > deadline:
-                ended.cancel()
-                missing = sum(not page.finished.is_set() for page in pages)
-                raise BenchError(f"{missing} of {clients} pages did not see their job finish within {timeout_s:.0f}s")
-            if sample:
-                phase.rss_kib.append(await asyncio.to_thread(web.rss_kib))
-                phase.redis_connections.append(await asyncio.to_thread(web.redis_connections))
-            await asyncio.wait({ended}, timeout=SAMPLE_EVERY_S)
+        with phase.profile or contextlib.nullcontext():
+            started = time.monotonic()
+            await asyncio.gather(*(open_page(page) for page in pages))
+            await asyncio.to_thread(opened)
+            await ended_at_pages(web, pages, phase, timeout_s, sample)
+            phase.watched_s = time.monotonic() - started
     finally:
         await asyncio.gather(*(page.close() for page in pages), return_exceptions=True)
-    phase.backend_cpu_s, phase.bench_cpu_s = cpu_s(backend) - backend_before, cpu_s(bench) - bench_before
+    phase.backend_cpu_s, phase.bench_cpu_s = cpu_s(*backends) - backend_before, cpu_s(bench) - bench_before
     return phase
 
 
-def cpu_s(proc: psutil.Process | None) -> float:
-    if proc is None:
-        return 0.0
-    times = proc.cpu_times()
-    return float(times.user + times.system)
+async def ended_at_pages(web: ReflexApp, pages: list[PageClient], phase: Phase, timeout_s: float, sample: bool) -> None:
+    """Wait until every page saw its job end, sampling the backend's RSS and Redis connections meanwhile."""
+    ended = asyncio.ensure_future(asyncio.gather(*(page.finished.wait() for page in pages)))
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not ended.done():
+        if asyncio.get_running_loop().time() > deadline:
+            ended.cancel()
+            missing = sum(not page.finished.is_set() for page in pages)
+            raise BenchError(f"{missing} of {len(pages)} pages did not see their job finish within {timeout_s:.0f}s")
+        if sample:
+            phase.rss_kib.append(await asyncio.to_thread(web.rss_kib))
+            phase.redis_connections.append(await asyncio.to_thread(web.redis_connections))
+        await asyncio.wait({ended}, timeout=SAMPLE_EVERY_S)
+
+
+def cpu_s(*procs: psutil.Process) -> float:
+    """User and system CPU seconds of these processes together (0 for one that has gone)."""
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def latency(stack: BenchStack, phase: Phase) -> dict[str, Any]:
@@ -129,12 +184,28 @@ def latency(stack: BenchStack, phase: Phase) -> dict[str, Any]:
     }
 
 
-def series(stack: BenchStack, web: ReflexApp, cfg: Config, tick: Tick, sample: bool = True) -> dict[int, Any]:
-    """Each client count in turn: its latencies, and (when `sample`) the backend's RSS and Redis connections."""
+def series(
+    stack: BenchStack,
+    web: ReflexApp,
+    cfg: Config,
+    tick: Tick,
+    gate: JobGate,
+    sample: bool = True,
+    counts: tuple[int, ...] | None = None,
+    profile: Path | None = None,
+) -> dict[int, Any]:
+    """Each client count in turn (`counts`, else the config's), its jobs held in the queue until every page
+    shows them: its latencies and the backend's CPU, and (when `sample`) the backend's RSS and Redis
+    connections; with `profile`, py-spy's samples of the backend, recorded into that file."""
     results: dict[int, Any] = {}
-    for clients in cfg.e2e_clients:
-        sessions = submit(stack, min(clients, cfg.e2e_jobs), cfg.e2e_n)
-        phase = asyncio.run(watch(web, sessions, clients, cfg.e2e_timeout_s, sample))
+    counts = counts or cfg.e2e_clients
+    for clients in counts:
+        gate.hold()
+        try:
+            sessions = submit(stack, min(clients, cfg.e2e_jobs), cfg.e2e_n)
+            phase = asyncio.run(watch(web, sessions, clients, cfg.e2e_timeout_s, sample, profile, gate.release))
+        finally:
+            gate.release()
         results[clients] = {"latency": latency(stack, phase), "phase": phase}
         tick(f"e2e {clients} pages")
     return results
@@ -188,6 +259,25 @@ def memory_and_connections(runs: dict[int, Any]) -> dict[str, Any]:
     }
 
 
+def backend_profile(
+    stack: BenchStack, web: ReflexApp, cfg: Config, tick: Tick, gate: JobGate, runs: dict[int, Any]
+) -> dict[str, Any]:
+    """py-spy's breakdown of the backend at the most pages, each bucket's share priced at the cost per update
+    of the phase measured without it. Recorded in a phase of its own: the sampler takes CPU that a small
+    machine's backend would miss. A phase that does not end is said, not fatal."""
+    most = max(runs)
+    figures: dict[str, Any] = {"pages": most}
+    try:
+        out = stack.log_dir / "backend-profile.txt"
+        [profiled] = series(stack, web, cfg, tick, gate, counts=(most,), profile=out).values()
+    except e2e_redis.PHASE_FAILED as exc:
+        return figures | {"error": f"the profiled phase did not end ({type(exc).__name__}: {exc})"}
+    phase: Phase = profiled["phase"]
+    assert phase.profile is not None
+    figures["profiled_phase_ms_per_update"] = phase.cpu()["backend_ms_per_update"]
+    return figures | phase.profile.result(runs[most]["phase"].cpu()["backend_ms_per_update"])
+
+
 def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
     """The Jobstream side of the end-to-end benchmark: every key it adds to the results."""
     stack.flush_redis()
@@ -198,7 +288,9 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
         with ReflexApp(stack) as web:
             worker.wait_ready()
             tick("Reflex app started")
-            runs = series(stack, web, cfg, tick)
+            gate = JobGate(stack.clients.celery, worker.name)
+            runs = series(stack, web, cfg, tick, gate)
+            profile = backend_profile(stack, web, cfg, tick, gate, runs) if cfg.e2e_profile else None
             browser_latency = browser_check(stack, web, cfg)
             tick("e2e browser")
         results = {
@@ -219,28 +311,12 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
             "e2e_status_change_browser_ms": browser_latency["status_change"],
             **memory_and_connections(runs),
         }
+        if profile is not None:
+            results["e2e_backend_profile"] = profile
         if cfg.e2e_redis_state:
-            results |= redis_state_series(stack, cfg, tick)
+            results |= e2e_redis.run(
+                stack, runs, lambda web, counts: series(stack, web, cfg, tick, gate, False, counts)
+            )
     finally:
         worker.stop()
     return results
-
-
-def redis_state_series(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
-    """The same series with Reflex's state in Redis (REFLEX_REDIS_URL), its database emptied around it:
-    `e2e_latency_redis_state_ms` (step to page) and `e2e_publish_to_client_redis_state_ms`."""
-    base, db = stack.settings.redis_url.rsplit("/", 1)
-    if db == str(STATE_REDIS_DB):
-        raise BenchError(f"REDIS_URL uses database {db}, which the run with Reflex's state in Redis empties")
-    state_redis = redis.Redis.from_url(f"{base}/{STATE_REDIS_DB}")
-    state_redis.flushdb()
-    try:
-        with ReflexApp(stack, f"{base}/{STATE_REDIS_DB}") as web:
-            runs = series(stack, web, cfg, tick, sample=False)
-    finally:
-        state_redis.flushdb()
-        state_redis.close()
-    return {
-        "e2e_latency_redis_state_ms": by_clients(runs, lambda run: run["latency"]["step_to_client"]),
-        "e2e_publish_to_client_redis_state_ms": by_clients(runs, lambda run: run["latency"]["publish_to_client"]),
-    }

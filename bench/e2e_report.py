@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.profile import BUCKETS
 from bench.targets import Target
 
 HEADLINE_CLIENTS = "50"
@@ -155,6 +156,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
         f"A job's first to last step, Jobstream / peer (median): {jobs} pages.",
         f"Backend RSS per page: {results['backend_rss_per_client_kb']:.0f} KiB. Backend connections in Redis' "
         f"CLIENT LIST: {connections} pages.",
+        *profile_lines(results),
+        *processes_lines(results),
         "",
         "| Target | Issue: what it checks | Value | Limit | Result |",
         "| --- | --- | ---: | ---: | --- |",
@@ -164,4 +167,64 @@ def markdown(results: dict[str, Any]) -> list[str]:
         t = checked[target.key]
         result = "PASS" if t["passed"] else "FAIL"
         lines.append(f"| `{target.key}` | {what} | {t['value']:,.1f} | {target.text()} | {result} |")
+    return lines
+
+
+def profile_lines(results: dict[str, Any]) -> list[str]:
+    """Where the backend's time went at the most pages (bench.profile), or why that is not known."""
+    profile = results.get("e2e_backend_profile")
+    if profile is None:
+        return []
+    if "error" in profile:
+        return ["", f"No profile of the backend at {profile['pages']} pages: {profile['error']}."]
+    lines = [
+        "",
+        f"Where the backend's CPU goes at {profile['pages']} pages (`e2e_backend_profile`): py-spy at "
+        f"{profile['rate_hz']} Hz on the backend process, {profile['samples']:,} busy samples (idle ones left out), "
+        "in a phase of its own after the measured one (the sampler's "
+        f"CPU stays out of the figures above; that phase cost {profile['profiled_phase_ms_per_update']:.2f} ms "
+        "per update with it). A sample counts for the bucket of its innermost frame that one names "
+        "(bench/profile.py), so the app's share is the time in its own frames. Each bucket's ms per update is "
+        f"its share of the {profile['backend_ms_per_update']:.2f} ms per update of the measured phase.",
+        "",
+        "| Bucket | What it holds | Share of samples | ms per update |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for name, figure in profile["buckets"].items():
+        lines.append(f"| {name} | {BUCKETS[name]} | {figure['share']:.0%} | {figure['ms_per_update']:.3f} |")
+    return lines
+
+
+def processes_lines(results: dict[str, Any]) -> list[str]:
+    """Reflex's state in Redis with 1, 2 and Reflex's default backend processes at the most pages, against
+    the in-memory single process of the same run."""
+    if "e2e_redis_state_error" in results:
+        return ["", f"The series with Reflex's state in Redis did not end: {results['e2e_redis_state_error']}."]
+    measured = results.get("e2e_redis_state_cpu")
+    if measured is None:
+        return []
+    pages = str(measured["pages"])
+    memory, memory_step = results["e2e_cpu"][pages], results["e2e_latency_ms"][pages]
+    lines = [
+        "",
+        f"The same {pages} pages with Reflex's state in Redis, by backend processes (`e2e_redis_state_cpu`): CPU "
+        "of every process of the app (granian's workers and their supervisor) per update a page got, the "
+        "updates all pages got a second, and both against the state in memory with its one "
+        f"process, above (this machine has {results['machine']['cpu_count']} CPUs).",
+        "",
+        "| Backend processes | ms per update | vs memory | updates/s | vs memory | step to page p50 / p99 (ms) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| 1, state in memory | {memory['backend_ms_per_update']:.2f} | 1.00x | {memory['updates_per_s']:,.0f} "
+        f"| 1.00x | {_ms(memory_step)} |",
+    ]
+    for count, figure in measured["by_processes"].items():
+        default = " (Reflex's default)" if figure["reflex_default"] else ""
+        if "error" in figure:
+            lines.append(f"| {count}{default}, state in Redis | did not end: {figure['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {count}{default}, state in Redis | {figure['backend_ms_per_update']:.2f} "
+            f"| {figure['ms_per_update_vs_memory']:.2f}x | {figure['updates_per_s']:,.0f} "
+            f"| {figure['updates_per_s_vs_memory']:.2f}x | {_ms(figure['step_to_page_ms'])} |"
+        )
     return lines

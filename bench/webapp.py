@@ -22,13 +22,18 @@ START_TIMEOUT_S = 300.0
 
 
 class ReflexApp:
-    """`reflex run --env prod` on BACKEND_PORT; Reflex keeps its state in Redis when `state_redis_url` is set."""
+    """`reflex run --env prod` on BACKEND_PORT; Reflex keeps its state in Redis when `state_redis_url` is set.
 
-    def __init__(self, stack: BenchStack, state_redis_url: str | None = None) -> None:
+    Reflex 0.10.1 serves with one granian worker process without Redis, and with (CPUs x 2 + 1) of them
+    with its state in Redis (reflex.utils.processes.get_num_workers); `workers` sets their number
+    (granian's GRANIAN_WORKERS, which Reflex reads first)."""
+
+    def __init__(self, stack: BenchStack, state_redis_url: str | None = None, workers: int | None = None) -> None:
         self.stack = stack
         self.port = stack.settings.backend_port
         self.url = f"http://localhost:{self.port}"
         self.state_redis_url = state_redis_url
+        self.worker_count = workers
         self.process: Child | None = None
 
     def env(self) -> dict[str, str]:
@@ -42,8 +47,11 @@ class ReflexApp:
             "REFLEX_STATES_WORKDIR": str(settings.run_dir / "reflex-states"),
         }
         env.pop("REFLEX_REDIS_URL", None)
+        env.pop("GRANIAN_WORKERS", None)
         if self.state_redis_url:
             env["REFLEX_REDIS_URL"] = self.state_redis_url
+        if self.worker_count is not None:
+            env["GRANIAN_WORKERS"] = str(self.worker_count)
         return env
 
     def __enter__(self) -> ReflexApp:
@@ -69,16 +77,41 @@ class ReflexApp:
     def redis_port(self) -> int:
         return urlsplit(self.stack.settings.redis_url).port or 6379
 
-    def backend(self) -> psutil.Process:
-        """The process that serves the app: it listens on the port and holds the progress hub's Redis connection."""
+    def processes(self) -> list[psutil.Process]:
+        """Every process of the app: `reflex run`, granian's supervisor and its workers."""
         assert self.process is not None
         root = psutil.Process(self.process.pid)
-        for proc in [root, *root.children(recursive=True)]:
+        return [root, *root.children(recursive=True)]
+
+    def workers(self) -> list[psutil.Process]:
+        """granian's worker processes: the children of `reflex run` (granian's supervisor) on the port."""
+        return [
+            proc
+            for proc in self.processes()[1:]
+            if any(c.laddr.port == self.port for c in proc.net_connections(kind="tcp"))
+        ]
+
+    def backends(self) -> list[psutil.Process]:
+        """The processes that serve the app: each listens on the port and holds its progress hub's Redis
+        connection."""
+        served = []
+        for proc in self.processes():
             conns = proc.net_connections(kind="tcp")
             listens = any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns)
             if listens and any(c.raddr and c.raddr.port == self.redis_port for c in conns):
-                return proc
-        raise BenchError(f"no process of the Reflex app (pid {root.pid}) serves port {self.port} with Redis open")
+                served.append(proc)
+        if not served:
+            raise BenchError(f"no process of the Reflex app serves port {self.port} with Redis open")
+        return served
+
+    def backend(self) -> psutil.Process:
+        """The (first) process that serves the app."""
+        return self.backends()[0]
+
+    def serving(self) -> list[psutil.Process]:
+        """Whose CPU the pages cost: the one backend process with the state in memory; with the state in
+        Redis, every process of the app (its workers, and the supervisor that hands them connections)."""
+        return self.processes() if self.state_redis_url else [self.backend()]
 
     def rss_kib(self) -> int:
         return int(self.backend().memory_info().rss // 1024)
