@@ -78,30 +78,35 @@ class JobLogAdmin:
         self.timeout_s = max(settings.broker_wait_s, 1.0)
         self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
 
-    def create(self, job_id: str) -> None:
+    def create(self, job_id: str) -> bool:
         """Make sure the job's log has its topic: the job's own, with one partition (ordering), or the
-        shared one. An existing topic is fine."""
+        shared one. An existing topic is fine. True when the job's own topic was made just now: its log
+        is empty (never in the shared layout, whose topic other jobs share)."""
         if not self.settings.shared_log:
-            self._create(NewTopic(topic_name(self.settings, job_id), 1, self.settings.kafka_replication_factor))
-        else:  # asked at every start, as a job's own topic is: a broker may have lost it
-            retention_ms = self.settings.retention_s * 1000 or -1
-            shared = NewTopic(
-                self.settings.job_log_topic,
-                self.settings.job_log_partitions,
-                self.settings.kafka_replication_factor,
-                config={"retention.ms": str(retention_ms)},
-            )
-            self._create(shared)
+            return self._create(NewTopic(topic_name(self.settings, job_id), 1, self.settings.kafka_replication_factor))
+        # asked at every start, as a job's own topic is: a broker may have lost it
+        retention_ms = self.settings.retention_s * 1000 or -1
+        shared = NewTopic(
+            self.settings.job_log_topic,
+            self.settings.job_log_partitions,
+            self.settings.kafka_replication_factor,
+            config={"retention.ms": str(retention_ms)},
+        )
+        self._create(shared)
+        return False
 
-    def _create(self, topic: NewTopic) -> None:
+    def _create(self, topic: NewTopic) -> bool:
+        """Create the topic; False when it exists already."""
         future = self._admin.create_topics([topic], request_timeout=self.timeout_s)[topic.topic]
         try:
             future.result(timeout=self.timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise JobLogError(f"cannot create the job's log topic in Kafka: {exc.args[0].str()}") from exc
+            return False
         except TimeoutError as exc:
             raise JobLogError("the Kafka broker did not answer in time") from exc
+        return True
 
     def job_ids(self) -> list[str]:
         """Ids of every job that has a topic of its own (none in the shared layout)."""

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 # Most records written in one transaction.
 BATCH_MAX = 5_000
-# How long one poll waits for records; also how soon a stop is noticed.
-POLL_S = 0.5
+# How long one poll waits for a full batch before it takes what came: the store's lag while records
+# come in slower than a batch at a time; also how soon a stop is noticed.
+POLL_S = 0.1
 # How often a consumer reports its lag to the store, and forgets jobs past retention.
 REPORT_EVERY_S = 1.0
 RETENTION_EVERY_S = 60.0

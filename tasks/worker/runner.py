@@ -116,11 +116,13 @@ def _run_leased(
         )
         publisher.publish_final(final)
         return final
-    c.admin.create(job_id)
+    new_topic = c.admin.create(job_id)
     if c.settings.shared_log:  # before any read: a job's records all come after this
         with contextlib.suppress(redis.RedisError):
             progress.mark_log_start(c.redis, c.settings, job_id, c.reader.end_offset(job_id))
-    last = c.reader.last(job_id)
+    # A topic made just now holds no earlier run. In the shared layout the log is always read: a lost
+    # mark must not make a job that ran start again.
+    last = None if new_topic else c.reader.last(job_id)
     if last is not None and last.status.finished:
         publisher.publish_final(last)
         return last
