@@ -20,7 +20,7 @@ from typing import Any
 import confluent_kafka
 from tqdm import tqdm
 
-from bench import baseline, e2e, e2e_report, latency, lines, peer, pipeline, report, worker
+from bench import baseline, e2e, e2e_report, history, latency, lines, peer, pipeline, report, worker
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def units(cfg: Config) -> int:
     """How many ticks the progress bar will see."""
     e2e_ticks = 2 + len(cfg.e2e_clients) * (2 + cfg.e2e_redis_state) + 1
-    return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
+    history_ticks = history.TICKS if cfg.history else 0
+    return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks + history_ticks
 
 
 def machine(stack: BenchStack) -> dict[str, Any]:
@@ -78,6 +79,7 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     submits = latency.submits(stack, cfg.submits, tick)
     results |= reads | submits | {"latency": reads["latency"] | submits["latency"]}
     results |= worker.end_to_end(stack, cfg.worker_n, cfg.small_jobs, tick)
+    results |= history.run(stack, cfg, tick)
     results |= e2e.run(stack, cfg, tick)
     results |= peer.run(stack, cfg, tick)
     results |= hand_loop
@@ -88,6 +90,7 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
         "log_lines_msgs_vs_bound": results["log_lines_redis_msgs_per_s"] / results["coalescing_bound_msgs_per_s"],
         "recovery_read_baseline_vs_kafka": results["baseline_recovery_read_p95_ms"] / results["get_job_kafka_p95_ms"],
         **e2e_report.ratios(results),
+        **history.ratios(results),
     }
     return results
 
