@@ -42,18 +42,17 @@ STORE_POLL_S = 0.05
 WARM_UP_JOBS = 20
 PAGE_SIZE = 1_000
 
-# The keys this phase adds to the results; None in a run that leaves the phase out (the quick one).
-KEYS = (
+# The keys this phase adds to the results (and "soak_jobs"), each by layout; None in a run that leaves
+# the phase out (the quick one).
+SOAK_KEYS = (
     "small_jobs_per_s",
     "noop_tasks_per_s",
-    "soak_jobs",
     "soak_job_topics",
     "soak_worker_rss_mb",
     "soak_worker_rss_kb_per_job",
-    "store_lag_ms",
-    "store_reported_lag_max",
-    "log_page_ms",
 )
+STORE_KEYS = ("store_lag_ms", "store_reported_lag_max", "log_page_ms")
+KEYS = (*SOAK_KEYS, "soak_jobs", *STORE_KEYS)
 
 
 def layout_env(layout: str, tag: str, step_delay_ms: float = 0) -> dict[str, str]:
@@ -172,7 +171,7 @@ def layout(
 def throughput_and_soak(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
     """Per layout, a fresh worker of 2 processes: the no-op tasks, then `soak_jobs` one-step jobs at once
     (their rate, the worker's memory before and after, the topics they leave on the broker)."""
-    figures: dict[str, dict[str, Any]] = {key: {} for key in KEYS[:6]}
+    figures: dict[str, dict[str, Any]] = {key: {} for key in SOAK_KEYS}
     for name in LAYOUTS:
         stack.flush_redis()
         with layout(stack, name) as lay:
@@ -186,8 +185,7 @@ def throughput_and_soak(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str,
             figures["soak_worker_rss_kb_per_job"][name] = (rss_after - rss_before) * 1024 / cfg.soak_jobs
             figures["soak_job_topics"][name] = lay.job_topics()
         tick(f"small jobs, {name} layout")
-    figures["soak_jobs"] = cfg.soak_jobs  # type: ignore[assignment]
-    return figures
+    return {"soak_jobs": cfg.soak_jobs, **figures}
 
 
 def history_consumer(lay: Layout, database_url: str) -> Child:
@@ -256,33 +254,34 @@ def page_reads(lay: Layout, store: HistoryStore, cfg: Config) -> dict[str, Any]:
 
 
 def store_figures(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
-    """The shared layout with a history consumer of its own (SQLite under RUN_DIR, its own group)."""
-    stack.flush_redis()
-    tag = uuid.uuid4().hex[:8]
-    database_url = f"sqlite:///{stack.settings.run_dir / f'history-bench-{tag}.db'}"
-    extra = {"HISTORY_DATABASE_URL": database_url, "HISTORY_CONSUMER_GROUP": f"bench-history-{tag}"}
-    with layout(stack, "shared", cfg.burst_step_delay_ms, extra) as lay:
-        consumer = history_consumer(lay, database_url)
-        store = HistoryStore(database_url)
-        try:
-            # The group has its partitions once it has stored a job: the burst does not wait for a join.
-            (first,) = lay.submit(1, 10)
-            wait_stored(store, first, 60)
-            lag = store_lag(lay, store, cfg)
-            tick("store lag, 200-job burst")
-            pages = page_reads(lay, store, cfg)
-            tick("log pages, store and Kafka")
-        finally:
-            store.close()
-            consumer.stop()
-    return {
-        "store_lag_ms": {"shared": lag["lag"]},
-        "store_reported_lag_max": {"shared": lag["reported"]},
-        "log_page_ms": {"shared": pages},
-    }
+    """Per layout (the shared one first), a worker and a history consumer of their own (SQLite under
+    RUN_DIR, a group of its own): the store's lag in a burst, then log pages from the store and Kafka."""
+    figures: dict[str, dict[str, Any]] = {key: {} for key in STORE_KEYS}
+    for name in reversed(LAYOUTS):
+        stack.flush_redis()
+        tag = uuid.uuid4().hex[:8]
+        database_url = f"sqlite:///{stack.settings.run_dir / f'history-bench-{tag}.db'}"
+        extra = {"HISTORY_DATABASE_URL": database_url, "HISTORY_CONSUMER_GROUP": f"bench-history-{tag}"}
+        with layout(stack, name, cfg.burst_step_delay_ms, extra) as lay:
+            consumer = history_consumer(lay, database_url)
+            store = HistoryStore(database_url)
+            try:
+                # The group has its partitions once it has stored a job: the burst does not wait for a join.
+                (first,) = lay.submit(1, 10)
+                wait_stored(store, first, 60)
+                lag = store_lag(lay, store, cfg)
+                tick(f"store lag, {name} layout")
+                figures["log_page_ms"][name] = page_reads(lay, store, cfg)
+                tick(f"log pages, {name} layout")
+            finally:
+                store.close()
+                consumer.stop()
+        figures["store_lag_ms"][name] = lag["lag"]
+        figures["store_reported_lag_max"][name] = lag["reported"]
+    return figures
 
 
-TICKS = len(LAYOUTS) + 2
+TICKS = 3 * len(LAYOUTS)
 
 
 def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:

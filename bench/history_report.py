@@ -63,9 +63,11 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "up to its empty-topic wait, 0.3 s, for a first record) before its first step; the shared layout creates "
         "nothing per job and finds where the job begins from the partition's end offset.",
         "",
-        f"History store (SQLite under RUN_DIR, a consumer of its own group), shared layout: {cfg['burst_jobs']} jobs "
-        f"of {cfg['burst_steps']} steps ({cfg['burst_step_delay_ms']:g} ms each) at once; for each, its final "
-        "record's time to the first poll of the store (every 50 ms) that shows it finished.",
+        "History store: per layout a fresh worker of 2 processes and a history consumer of its own (SQLite under "
+        f"RUN_DIR, a group of its own); {cfg['burst_jobs']} jobs of {cfg['burst_steps']} steps "
+        f"({cfg['burst_step_delay_ms']:g} ms each) at once; for each, its final record's time to the first poll of "
+        "the store (every 50 ms) that shows it finished. In the topic layout a new job's topic joins the group's "
+        "subscription at its next metadata refresh (1 s), then a rebalance.",
         "",
         "| Layout | Store lag p50 / p99 / max | Consumers' reported lag, worst | Log page p50 / p95, store "
         "| Same from Kafka (pooled reader) | Kafka p95 vs store p95 |",
