@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
 import time
 import uuid
@@ -41,6 +43,8 @@ STORE_POLL_S = 0.05
 # what every later one reuses (clients, caches).
 WARM_UP_JOBS = 20
 PAGE_SIZE = 1_000
+# Celery's line for each task that ends, in the worker's log: the task's name and its run time.
+TASK_DONE = re.compile(r"Task (\S+)\[[0-9a-f-]+\] succeeded in ([0-9.e-]+)s")
 
 # The keys this phase adds to the results (and "soak_jobs"), each by layout; None in a run that leaves
 # the phase out (the quick one).
@@ -50,6 +54,7 @@ SOAK_KEYS = (
     "soak_job_topics",
     "soak_worker_rss_mb",
     "soak_worker_rss_kb_per_job",
+    "soak_task_ms",
 )
 STORE_KEYS = ("store_lag_ms", "store_reported_lag_max", "log_page_ms")
 KEYS = (*SOAK_KEYS, "soak_jobs", *STORE_KEYS)
@@ -126,6 +131,13 @@ class Layout:
             time.sleep(POLL_S)
         return count / (time.perf_counter() - start)
 
+    def task_ms(self) -> dict[str, float]:
+        """The median run time of a job's task and of a no-op task in the worker (its log's own figures)."""
+        times: dict[str, list[float]] = {"tasks.jobs.run_job": [], NOOP_TASK: []}
+        for name, seconds in TASK_DONE.findall(self.worker.log()):
+            times.get(name, []).append(float(seconds) * 1000)
+        return {"job": statistics.median(times["tasks.jobs.run_job"]), "noop": statistics.median(times[NOOP_TASK])}
+
     def worker_rss_mb(self) -> float:
         """The worker's resident memory, its pool processes included."""
         main = psutil.Process(self.worker.pid)
@@ -184,6 +196,7 @@ def throughput_and_soak(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str,
             figures["soak_worker_rss_mb"][name] = {"before": rss_before, "after": rss_after}
             figures["soak_worker_rss_kb_per_job"][name] = (rss_after - rss_before) * 1024 / cfg.soak_jobs
             figures["soak_job_topics"][name] = lay.job_topics()
+            figures["soak_task_ms"][name] = lay.task_ms()
         tick(f"small jobs, {name} layout")
     return {"soak_jobs": cfg.soak_jobs, **figures}
 

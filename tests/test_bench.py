@@ -100,6 +100,7 @@ def test_the_history_section_reports_each_layout_against_its_target() -> None:
         "soak_job_topics": {"topic": 1020, "shared": 1},
         "soak_worker_rss_mb": {name: {"before": 200.0, "after": 212.0} for name in history.LAYOUTS},
         "soak_worker_rss_kb_per_job": {"topic": 12.3, "shared": 0.4},
+        "soak_task_ms": {name: {"job": 25.0, "noop": 1.5} for name in history.LAYOUTS},
         "store_lag_ms": {"shared": lag},
         "store_reported_lag_max": {"shared": {"records_behind": 500, "seconds_behind": 0.3}},
         "log_page_ms": {"shared": {"store": page, "kafka": {**page, "p95": 24.0}, "records": 5002, "pages": 6}},
