@@ -20,7 +20,7 @@ from typing import Any
 import confluent_kafka
 from tqdm import tqdm
 
-from bench import baseline, e2e, e2e_redis, e2e_report, latency, lines, peer, pipeline, report, worker
+from bench import baseline, e2e, e2e_redis, e2e_report, history, latency, lines, peer, pipeline, report, worker
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
@@ -48,7 +48,8 @@ def units(cfg: Config) -> int:
         + (1 + len(e2e_redis.PROCESS_COUNTS)) * cfg.e2e_redis_state
         + cfg.e2e_profile
     )
-    return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks
+    history_ticks = history.TICKS if cfg.history else 0
+    return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks + history_ticks
 
 
 def machine(stack: BenchStack) -> dict[str, Any]:
@@ -87,6 +88,8 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     results |= e2e.run(stack, cfg, tick)
     results |= peer.run(stack, cfg, tick)
     results |= hand_loop
+    # Last: it leaves a thousand job topics on the broker, which no later phase should have to list.
+    results |= history.run(stack, cfg, tick)
     results["ratios"] = {
         "throughput_vs_baseline": results["throughput_steps_per_s"] / results["baseline_throughput_steps_per_s"],
         "catalog_vs_hand_loop": hand_loop.pop("catalog_vs_hand_loop"),
@@ -94,6 +97,7 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
         "log_lines_msgs_vs_bound": results["log_lines_redis_msgs_per_s"] / results["coalescing_bound_msgs_per_s"],
         "recovery_read_baseline_vs_kafka": results["baseline_recovery_read_p95_ms"] / results["get_job_kafka_p95_ms"],
         **e2e_report.ratios(results),
+        **history.ratios(results),
     }
     return results
 

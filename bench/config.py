@@ -28,6 +28,15 @@ class Config:
     e2e_redis_state: bool  # also run the series with Reflex's state in Redis (bench.e2e_redis)
     e2e_profile: bool  # py-spy's breakdown of the backend at the most pages (bench.profile)
     log_lines: int  # lines the printing job prints (bench.lines)
+    # The history phase (bench.history): left out of the quick run, its keys reported as not measured.
+    history: bool
+    noop_tasks: int  # Celery's no-op task, sent at once to each layout's worker
+    soak_jobs: int  # one-step jobs sent at once to each layout's worker: their rate, memory, topics
+    burst_jobs: int  # jobs at once while the history store's lag is measured
+    burst_steps: int
+    burst_step_delay_ms: float
+    page_job_steps: int  # the job whose log pages are read from the store and from Kafka
+    page_reads: int
 
     @property
     def n(self) -> int:
@@ -66,6 +75,14 @@ FULL = Config(
     e2e_redis_state=True,
     e2e_profile=True,
     log_lines=200_000,
+    history=True,
+    noop_tasks=2_000,
+    soak_jobs=1_000,
+    burst_jobs=200,
+    burst_steps=300,
+    burst_step_delay_ms=0.5,
+    page_job_steps=5_000,
+    page_reads=200,
 )
 
 QUICK = Config(
@@ -86,4 +103,12 @@ QUICK = Config(
     e2e_redis_state=False,
     e2e_profile=False,
     log_lines=50_000,
+    history=False,
+    noop_tasks=400,
+    soak_jobs=200,
+    burst_jobs=40,
+    burst_steps=100,
+    burst_step_delay_ms=0.5,
+    page_job_steps=2_000,
+    page_reads=50,
 )

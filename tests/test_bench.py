@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import history, history_report
 from bench.config import QUICK
+from bench.targets import lookup
 from settings import ENVIRONMENTS
 from tests.conftest import run_module
 
@@ -73,5 +76,41 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
         *(f"ratios.peer_p50_over_jobstream_p50_by_clients.{clients}" for clients in counts),
         "redis_connections_growth",
     } <= checked
-    assert (tmp_path / "latest.md").read_text().startswith("# Jobstream benchmark")
+    # The log layouts and the history store (bench.history) are left out of the quick run: their keys
+    # are there, not measured, and so are their targets.
+    for key in history.KEYS:
+        assert results[key] is None, f"{key} is measured only in the full run"
+    assert not any(key.startswith("ratios.small_jobs_vs_noop") for key in checked)
+    markdown = (tmp_path / "latest.md").read_text()
+    assert markdown.startswith("# Jobstream benchmark")
+    assert "## Log layouts and the history store\n\nNot measured in this run" in markdown
     assert list(tmp_path.glob("*.png")), "plots are drawn"
+
+
+def test_the_history_section_reports_each_layout_against_its_target() -> None:
+    # The full run's shape (bench.history), without running it: figures by layout, the ratios, targets.
+    lag = {"p50": 40.0, "p99": 90.0, "max": 95.0, "samples": 200}
+    page = {"p50": 5.0, "p95": 8.0, "max": 9.0, "samples": 200}
+    results: dict[str, Any] = {
+        "config": {"noop_tasks": 2000, "burst_jobs": 200, "burst_steps": 300, "burst_step_delay_ms": 0.5}
+        | {"page_job_steps": 5000, "page_reads": 200},
+        "small_jobs_per_s": {"topic": 60.0, "shared": 300.0},
+        "noop_tasks_per_s": {"topic": 400.0, "shared": 400.0},
+        "soak_jobs": 1000,
+        "soak_job_topics": {"topic": 1020, "shared": 1},
+        "soak_worker_rss_mb": {name: {"before": 200.0, "after": 212.0} for name in history.LAYOUTS},
+        "soak_worker_rss_kb_per_job": {"topic": 12.3, "shared": 0.4},
+        "soak_task_ms": {name: {"job": 25.0, "noop": 1.5} for name in history.LAYOUTS},
+        "store_lag_ms": {"shared": lag},
+        "store_reported_lag_max": {"shared": {"records_behind": 500, "seconds_behind": 0.3}},
+        "log_page_ms": {"shared": {"store": page, "kafka": {**page, "p95": 24.0}, "records": 5002, "pages": 6}},
+    }
+    results["ratios"] = history.ratios(results)
+    assert results["ratios"]["small_jobs_vs_noop"] == {"topic": 0.15, "shared": 0.75}
+    assert results["ratios"]["log_page_kafka_vs_store_p95"] == {"shared": 3.0}
+    checked = {t.key: t.passed(lookup(results, t.key)) for t in history_report.targets(results)}
+    assert checked == {"ratios.small_jobs_vs_noop.topic": False, "ratios.small_jobs_vs_noop.shared": True}
+    lines = history_report.markdown(results)
+    rows = [line for line in lines if line.startswith(("| topic |", "| shared |"))]
+    assert [row.split(" | ")[5] for row in rows[:2]] == ["FAIL", "PASS"]
+    assert "| shared | 40 / 90 / 95 ms |" in rows[2]
