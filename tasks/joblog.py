@@ -342,15 +342,17 @@ class JobLogReader:
         """
         consumer.assign([TopicPartition(place.topic, place.partition, start)])
         began = time.monotonic()
-        # An empty partition may never report its end; watermarks that say "empty" and no
-        # record within EMPTY_WAIT_S mean it is.
-        deadline = began + (EMPTY_WAIT_S if watermarks[1] <= watermarks[0] else self.timeout_s)
+        # An empty partition may never report its end, nor may a read that starts at the end (some
+        # brokers' fetches report a high watermark behind the offsets they have given out): watermarks
+        # that say nothing is there and no record within EMPTY_WAIT_S mean nothing is.
+        nothing = start >= watermarks[1]
+        deadline = began + (EMPTY_WAIT_S if nothing else self.timeout_s)
         seen = False
         while True:
             # consume() waits for its full timeout unless the batch fills: keep the timeout short.
             batch = consumer.consume(10_000, 0.005)
             if not batch and time.monotonic() > deadline:
-                if not seen and watermarks[1] <= watermarks[0]:
+                if not seen and nothing:
                     return
                 raise JobLogError("the Kafka broker did not answer in time")
             for msg in batch:

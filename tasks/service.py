@@ -150,9 +150,11 @@ def job_history(
 
 
 def _live(stored: JobState, c: Clients) -> JobState:
-    """A running job's state as Redis has it now (the store's is as old as its lag)."""
+    """A running job's state as Redis has it now (the store's is as old as its lag), with the start
+    the store orders it by, so that a page's last job is where the next page begins."""
     with contextlib.suppress(JobNotFound):
-        return progress.load(c.redis, stored.job_id, indexed=False) or stored
+        if (live := progress.load(c.redis, stored.job_id, indexed=False)) is not None:
+            return replace(live, started_at=stored.started_at)
     return stored
 
 
