@@ -4,6 +4,7 @@ longer shows it; nobody else's, whatever the page sends."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import sys
@@ -25,7 +26,8 @@ from tasks.joblog import topic_name
 from tasks.model import JobState, JobStatus
 from tasks.progress import SNAPSHOT_PREFIX
 from tests.browser import JobPage, swap_job_id
-from tests.conftest import WebApp, wait_for
+from tests.conftest import WebApp, run_async, wait_for
+from tests.test_sockets import LOG, RESULT, ROOT, RawPage
 
 # Every test also fails when the app logged an exception while it ran.
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_backend_exceptions", "history_consumer")]
@@ -311,3 +313,41 @@ def test_a_history_that_cannot_be_read_says_so(open_page: Callable[..., JobPage]
     expect(page.page.get_by_test_id("history-error")).to_have_count(0)
     expect(page.page.get_by_test_id("history-empty")).to_have_text("No finished jobs yet.")
     page.assert_clean()
+
+
+HISTORY = f"{ROOT}.rxapp___state___history____history_state"
+
+
+def test_a_raw_client_naming_another_owners_job_gets_nothing_from_the_history(
+    open_page: Callable[..., JobPage], web: WebApp, c: Clients
+) -> None:
+    """Without a browser: the history's events with the victim's job id, and filters and tabs it
+    does not offer, read, run and show nothing of it."""
+    theirs = finished(open_page(), c, "nested", label="history-of-another-browser")
+    before = snapshots(c)
+
+    async def attack() -> RawPage:
+        raw = RawPage(web)
+        await raw.open()
+        await raw.send(f"{HISTORY}.show_tab", tab="history")
+        for name in (f"{HISTORY}.rerun", f"{LOG}.open", f"{RESULT}.open"):
+            await raw.send(name, job_id=theirs)
+        for value in ("queued", "all' OR 1=1 --", "x" * 10_000, theirs):
+            await raw.send(f"{HISTORY}.filter_by", status_filter=value)
+        await raw.send(f"{HISTORY}.show_tab", tab="admin")
+        await raw.send(f"{HISTORY}.older")
+        await raw.send(f"{HISTORY}.newer")
+        # Events of a page run in order: once this one's change arrives, all of the above have run.
+        await raw.send(f"{HISTORY}.filter_by", status_filter="failed")
+        await raw.until(lambda: any(d.get("status_filter_rx_state_") == "failed" for d in raw.deltas(HISTORY)))
+        await raw.sio.disconnect()
+        return raw
+
+    raw = run_async(attack())
+    assert theirs not in json.dumps(raw.updates), "nothing of their job reached the raw client"
+    deltas = raw.deltas(HISTORY)
+    # The first delta is the whole state, with its defaults.
+    assert {d["status_filter_rx_state_"] for d in deltas if "status_filter_rx_state_" in d} == {"all", "failed"}
+    assert {d["tab_rx_state_"] for d in deltas if "tab_rx_state_" in d} == {"jobs", "history"}
+    assert all(d.get("rows_rx_state_", []) == [] for d in deltas)
+    assert snapshots(c) == before  # nothing ran again
