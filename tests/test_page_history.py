@@ -146,6 +146,7 @@ def test_the_history_lists_the_owners_jobs_newest_first_filters_and_runs_again(
     filter_by(page, "all")
     show_ids(page, [cancelled, failed, ok])
 
+    # The README's picture (assets/screenshot-history.png) is a copy of this one, taken by hand.
     page.page.screenshot(path=Path(c.settings.run_dir) / "screenshot-history.png", full_page=True)
     for scheme in ("light", "dark"):
         page.page.emulate_media(color_scheme=scheme)
