@@ -33,9 +33,11 @@ from tests.test_sockets import LOG, RESULT, ROOT, RawPage
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_backend_exceptions", "history_consumer")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def history_consumer(settings: Settings) -> Iterator[Child]:
-    """`python -m tasks.history run` with the app's own settings: it fills the store the web app reads."""
+    """`python -m tasks.history run` with the app's own settings: it fills the store the web app reads.
+    One for the session: the tests of each web app (memory, redis) are not next to each other, and a
+    module's fixture would be started again between them, with a group rebalance each time."""
     child = Child(
         "history-page-test",
         [sys.executable, "-m", "tasks.history", "run"],
