@@ -35,6 +35,33 @@ def with_form_values(packet: str, values: dict[str, str]) -> str:
     return match[1] + json.dumps(event)
 
 
+def swap_job_id(page: Page, events: tuple[str, ...], mine: list[str], theirs: str) -> tuple[list[str], list[str]]:
+    """Route the page's socket so that an event named in `events` that carries the page's job mine[0]
+    (while `mine` holds it) carries `theirs` instead, as a client that is not a browser could send it.
+    Returns the messages so forged and every message the page received, both filled as they come."""
+    forged: list[str] = []
+    received: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            received.append(message if isinstance(message, str) else message.decode(errors="replace"))
+            ws.send(message)
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and mine and mine[0] in message and any(e in message for e in events):
+                message = message.replace(mine[0], theirs)
+                forged.append(message)
+            server.send(message)
+
+        server.on_message(to_page)
+        ws.on_message(to_server)
+
+    page.route_web_socket(re.compile(r"/_event"), route)
+    return forged, received
+
+
 class JobPage:
     """The page `/` in one tab, driven only through its data-testid hooks; it records page errors."""
 

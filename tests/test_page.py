@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from playwright.sync_api import BrowserContext, WebSocketRoute, expect
+from playwright.sync_api import BrowserContext, expect
 
 from bench.browser import OBSERVE_JS
 from bench.pageclient import FINISHED
@@ -24,7 +24,7 @@ from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobStatus
 from tasks.progress import channel, snapshot_key
-from tests.browser import TIMEOUT_S, JobPage, parse_step
+from tests.browser import TIMEOUT_S, JobPage, parse_step, swap_job_id
 from tests.conftest import WebApp, wait_finished, wait_for
 
 # Every test also fails when the app logged an exception while it ran.
@@ -233,27 +233,7 @@ def click_with_their_job_id(
     theirs = their_job(open_page())
     page = JobPage(new_context().new_page(), web.frontend + "/")
     mine: list[str] = []
-    asked: list[str] = []
-    received: list[str] = []
-
-    def ask_for_theirs(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-
-        def to_page(message: str | bytes) -> None:
-            received.append(message if isinstance(message, str) else message.decode(errors="replace"))
-            ws.send(message)
-
-        server.on_message(to_page)
-
-        def to_server(message: str | bytes) -> None:
-            if isinstance(message, str) and event in message and mine and mine[0] in message and not asked:
-                message = message.replace(mine[0], theirs)
-                asked.append(message)
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    page.page.route_web_socket(re.compile(r"/_event"), ask_for_theirs)
+    asked, received = swap_job_id(page.page, (event,), mine, theirs)
     page.open()
     mine.append(my_job(page))
     snapshots = snapshot_key(mine[0]).rsplit(":", 1)[0] + ":*"
@@ -264,7 +244,8 @@ def click_with_their_job_id(
     later = page.submit(10)
     page.wait_status(later, "succeeded")
     assert asked, f"the {event} event carried the other browser's job id"
-    return page, mine[0], theirs, later, set(c.redis.scan_iter(snapshots)) - before, received
+    own = mine.pop()  # the page's later events go out as it sends them
+    return page, own, theirs, later, set(c.redis.scan_iter(snapshots)) - before, received
 
 
 def test_the_log_opens_only_for_a_job_of_this_page(

@@ -7,6 +7,7 @@ from reflex.event import EventSpec
 from reflex.vars.object import ObjectVar
 
 from rxapp.jobview import JobView
+from rxapp.state.history import HistoryRow
 from rxapp.state.jobs import JobsState
 from rxapp.state.log import LogState
 from rxapp.state.result import ResultState
@@ -21,11 +22,15 @@ STATUS_COLORS = {
 }
 
 
-def status_color(job: ObjectVar[JobView]) -> rx.Var:
+# A card's job, or a row of the history: anything with a status.
+Job = ObjectVar[JobView] | ObjectVar[HistoryRow]
+
+
+def status_color(job: Job) -> rx.Var:
     return rx.match(job.status, *STATUS_COLORS.items(), "gray")
 
 
-def status_badge(job: ObjectVar[JobView]) -> rx.Component:
+def status_badge(job: Job) -> rx.Component:
     return rx.badge(
         job.status,
         color_scheme=status_color(job),
@@ -44,13 +49,34 @@ def card_button(
     return rx.button(*children, on_click=on_click, variant=variant, color_scheme=color, size="1", custom_attrs=attrs)
 
 
+def job_heading(job: Job) -> tuple[rx.Component, ...]:
+    """A job's short id (in full on hover), status and type: how a card or a row of the history starts."""
+    return (
+        rx.code(job.job_id.to(str)[:8], variant="ghost", title=job.job_id),
+        status_badge(job),
+        rx.text(job.title, size="2", weight="medium", custom_attrs={"data-testid": "job-type-title"}),
+    )
+
+
+def params_line(job: Job) -> rx.Component:
+    """The job's params in short, when it has any."""
+    text = rx.text(job.params_text, size="1", color_scheme="gray", custom_attrs={"data-testid": "job-params"})
+    return rx.cond(job.params_text != "", text)
+
+
+def error_callout(message: str | rx.Var[str], testid: str) -> rx.Component:
+    """What went wrong, under the form or atop the history (a state's var): shown while it is not empty."""
+    text = rx.Var.create(message)
+    attrs = {"data-testid": testid}
+    callout = rx.callout(text, icon="triangle_alert", color_scheme="red", size="1", role="alert", custom_attrs=attrs)
+    return rx.cond(text != "", callout)
+
+
 def job_card(job: ObjectVar[JobView]) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
-                rx.code(job.job_id.to(str)[:8], variant="ghost", title=job.job_id),
-                status_badge(job),
-                rx.text(job.title, size="2", weight="medium", custom_attrs={"data-testid": "job-type-title"}),
+                *job_heading(job),
                 rx.spacer(),
                 rx.cond(job.has_result, card_button("Result", ResultState.open(job.job_id), "job-result-open")),
                 card_button("Log", LogState.open(job.job_id), "job-log-open"),
@@ -72,10 +98,7 @@ def job_card(job: ObjectVar[JobView]) -> rx.Component:
                 align="center",
                 width="100%",
             ),
-            rx.cond(
-                job.params_text != "",
-                rx.text(job.params_text, size="1", color_scheme="gray", custom_attrs={"data-testid": "job-params"}),
-            ),
+            params_line(job),
             # Without a value the bar moves on its own: a job that has not said how many steps it has.
             rx.progress(
                 value=rx.cond(job.indeterminate, None, job.percent.to(int)),

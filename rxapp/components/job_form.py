@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from rxapp.components.job_card import error_callout
 from rxapp.components.param_field import SELECT_STYLE, param_field
 from rxapp.state.form import FormState
 from rxapp.state.jobs import JobsState
@@ -54,17 +55,7 @@ def job_form() -> rx.Component:
                 justify="end",
                 width="100%",
             ),
-            rx.cond(
-                JobsState.error != "",
-                rx.callout(
-                    JobsState.error,
-                    icon="triangle_alert",
-                    color_scheme="red",
-                    size="1",
-                    role="alert",
-                    custom_attrs={"data-testid": "job-error"},
-                ),
-            ),
+            error_callout(JobsState.error, "job-error"),
             spacing="3",
             width="100%",
         ),

@@ -166,6 +166,11 @@ class JobsState(rx.State):
         owner = page_owner(self)
         if owner is None or not is_job_id(job_id) or job_id not in self._job_ids() - self._unfinished_ids():
             return None
+        return await self._rerun(job_id, owner)
+
+    async def _rerun(self, job_id: str, owner: str) -> list[EventSpec | EventHandler] | None:
+        """Run the owner's finished job again and show the new job's card; a refusal sets `error`.
+        The caller has checked that its page shows the job (a card here, or a row of the history)."""
         try:
             state = await asyncio.to_thread(service.rerun_job, job_id, clients(), owner)
         except JobNotFound:

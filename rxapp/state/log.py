@@ -14,7 +14,7 @@ import reflex as rx
 
 from rxapp.jobview import type_title
 from rxapp.session import page_owner
-from rxapp.state.jobs import JobsState
+from rxapp.state.history import on_page
 from tasks import service
 from tasks.clients import clients
 from tasks.joblog import LogPage
@@ -88,9 +88,8 @@ class LogState(rx.State):
     async def open(self, job_id: str):
         """Show the first page of the log of `job_id`, if it is one of this browser's jobs; follow
         it while it runs."""
-        jobs = await self.get_state(JobsState)
         owner = page_owner(self)
-        if owner is None or job_id not in jobs._job_ids():
+        if owner is None or not await on_page(self, job_id):
             return None
         self.job_id, self._owner = job_id, owner
         try:  # the job's state holds its params, whether it has a log yet or not

@@ -12,7 +12,7 @@ import reflex as rx
 
 from rxapp.jobview import type_title
 from rxapp.session import page_owner
-from rxapp.state.jobs import JobsState
+from rxapp.state.history import on_page
 from tasks import service
 from tasks.clients import clients
 from tasks.model import JobNotFound, JobStatus, ServiceUnavailable
@@ -66,9 +66,8 @@ class ResultState(rx.State):
     @rx.event
     async def open(self, job_id: str):
         """Show the result of `job_id`, if it is one of this browser's jobs."""
-        jobs = await self.get_state(JobsState)
         owner = page_owner(self)
-        if owner is None or job_id not in jobs._job_ids():
+        if owner is None or not await on_page(self, job_id):
             return
         self._clear()
         self.job_id = job_id
