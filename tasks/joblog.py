@@ -342,10 +342,11 @@ class JobLogReader:
         """
         consumer.assign([TopicPartition(place.topic, place.partition, start)])
         began = time.monotonic()
-        # An empty partition may never report its end, nor may a read that starts at the end (some
-        # brokers' fetches report a high watermark behind the offsets they have given out): watermarks
-        # that say nothing is there and no record within EMPTY_WAIT_S mean nothing is.
-        nothing = start >= watermarks[1]
+        # An empty partition may never report its end; watermarks that say "empty" and no
+        # record within EMPTY_WAIT_S mean it is. (Reading on from the reported end of a partition that
+        # is not empty waits for its end to be reported: some brokers report a high watermark behind
+        # the records they hold, and taking "nothing" for an answer there could start a job again.)
+        nothing = watermarks[1] <= watermarks[0]
         deadline = began + (EMPTY_WAIT_S if nothing else self.timeout_s)
         seen = False
         while True:
