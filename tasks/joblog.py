@@ -7,6 +7,7 @@ broker that speaks it.
 
 from __future__ import annotations
 
+import secrets
 import sys
 import threading
 import time
@@ -131,6 +132,10 @@ class JobLogAdmin:
                     raise JobLogError(f"cannot delete {topic}: {exc.args[0].str()}") from exc
 
 
+# The header that marks a fence record (see JobLogWriter.fence).
+FENCE_HEADER = "jobstream-fence"
+
+
 class JobLogWriter:
     """Appends records to job topics through one idempotent, batching producer per process.
 
@@ -180,6 +185,16 @@ class JobLogWriter:
             except BufferError:
                 self._producer.poll(0.05)
                 self.raise_on_error()
+
+    def fence(self, place: LogPlace, job_id: str) -> bytes:
+        """Append a fence (a record with no value, marked with a new token) and wait until it is
+        written; returns the token. Every record an earlier run wrote comes before it, so a read
+        that stops at the fence has all of them without trusting the broker's high watermark.
+        Readers skip records without a value."""
+        token = secrets.token_bytes(16)
+        self._producer.produce(place.topic, None, job_id, place.partition, headers=[(FENCE_HEADER, token)])
+        self.flush()
+        return token
 
     def poll(self) -> None:
         """Serve delivery reports; call it now and then from the producing loop."""
@@ -259,6 +274,9 @@ class JobLogReader:
                 "group.id": "jobstream-reader",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                # A start the broker calls out of range (before its retention's start, or past an end
+                # it reports late) is read from the beginning: a jump to the end would miss records.
+                "auto.offset.reset": "earliest",
                 # Short, so an offset lookup never waits long behind a fetch in flight.
                 "fetch.wait.max.ms": 1,
                 "allow.auto.create.topics": False,
@@ -333,9 +351,11 @@ class JobLogReader:
         watermarks: tuple[int, int],
         start: int,
         chase_s: float | None = None,
+        fence: bytes | None = None,
     ) -> Iterator[tuple[int, bytes | None]]:
-        """Offsets and raw values of the records from `start` to the end of the partition; in a shared
-        partition another job's record comes as its offset and None.
+        """Offsets and raw values of the records from `start` to the end of the partition, or to the
+        fence with this token; another job's record (shared partition) or a record without a value
+        comes as its offset and None.
 
         While a job runs, the end moves on as fast as it is read; with `chase_s`, reading stops
         after that long and the caller takes the newest record seen so far.
@@ -346,7 +366,7 @@ class JobLogReader:
         # record within EMPTY_WAIT_S mean it is. (Reading on from the reported end of a partition that
         # is not empty waits for its end to be reported: some brokers report a high watermark behind
         # the records they hold, and taking "nothing" for an answer there could start a job again.)
-        nothing = watermarks[1] <= watermarks[0]
+        nothing = fence is None and watermarks[1] <= watermarks[0]
         deadline = began + (EMPTY_WAIT_S if nothing else self.timeout_s)
         seen = False
         while True:
@@ -355,38 +375,49 @@ class JobLogReader:
             if not batch and time.monotonic() > deadline:
                 if not seen and nothing:
                     return
-                raise JobLogError("the Kafka broker did not answer in time")
+                raise JobLogError(
+                    f"the Kafka broker sent nothing from offset {start} of {place.topic}[{place.partition}]"
+                    f" in {self.timeout_s:g} s (watermarks {watermarks[0]}..{watermarks[1]}, seen {seen})"
+                )
             for msg in batch:
                 error = msg.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    if error.code() == KafkaError._PARTITION_EOF and fence is None:
                         return
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
                     raise JobLogError(f"cannot read the job's log: {error.str()}")
                 value, offset = msg.value(), msg.offset()
-                assert value is not None
                 assert offset is not None
                 seen = True
+                if value is None and fence is not None and (FENCE_HEADER, fence) in (msg.headers() or ()):
+                    return
                 yield offset, (value if not place.shared or msg.key() == key else None)
             if batch:
                 deadline = time.monotonic() + self.timeout_s
             if seen and chase_s is not None and time.monotonic() - began > chase_s:
                 return
 
-    def last(self, job_id: str) -> JobState | None:
+    def last(self, job_id: str, fence: Callable[[], bytes] | None = None) -> JobState | None:
         """The job's last state record; None when its log has none; JobNotFound when it has no log.
 
         Looked for from just before the end, then further back (see LAST_STATE_WINDOWS), past the
-        lines the job wrote after it (and, in a shared partition, other jobs' records)."""
+        lines the job wrote after it (and, in a shared partition, other jobs' records). With `fence`
+        (it writes one and returns its token, see JobLogWriter.fence), called once the partition's end
+        is asked for, the read ends at that record, which comes after every record of the job: no
+        wait for a high watermark that some brokers report late."""
         place, key = log_place(self.settings, job_id), job_id.encode()
         with self._consumer() as consumer:
             low, high = self._watermarks(consumer, place)
+            token = None if fence is None else fence()  # after `high`, which then cannot be past it
             begin = self._begin(job_id, place, low)
             for window in (*LAST_STATE_WINDOWS, sys.maxsize):
                 start = max(begin, high - window)
                 # Some brokers report a high watermark behind the log's end (or 0) while a
                 # producer is writing; reading on to the end of the partition finds the true end.
                 last = None
-                for _, value in self._values(consumer, place, key, (low, high), start, chase_s=CHASE_S):
+                chase_s = CHASE_S if token is None else None
+                for _, value in self._values(consumer, place, key, (low, high), start, chase_s, token):
                     if value is not None and record_kind(value) is LineKind.STATE:
                         last = value
                 if last is not None or start == begin:

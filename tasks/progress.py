@@ -16,7 +16,7 @@ from typing import cast
 import redis
 
 from settings import Settings
-from tasks.model import JobNotFound, JobState, check_job_id
+from tasks.model import JobNotFound, JobState, JobStatus, check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,21 @@ def log_start_key(job_id: str) -> str:
     return f"{KEY_PREFIX}log-start:{check_job_id(job_id)}"
 
 
-def mark_log_start(client: redis.Redis, settings: Settings, job_id: str, offset: int) -> None:
-    """Keep where the job's log begins, unless an earlier run already did."""
-    client.set(log_start_key(job_id), offset, nx=True, ex=settings.retention_s or None)
+def mark_log_start(client: redis.Redis, settings: Settings, job_id: str, offset: int, replace: bool = False) -> bool:
+    """Keep where the job's log begins, unless an earlier run already did (or `replace`); True when
+    this call set it."""
+    return bool(client.set(log_start_key(job_id), offset, nx=not replace, ex=settings.retention_s or None))
+
+
+def mark_log_start_queued(client: redis.Redis, settings: Settings, job_id: str, offset: int) -> tuple[bool, bool]:
+    """Mark where the job's log begins, unless an earlier run did. Whether this call marked it, and
+    whether the job's snapshot is still the queued one: both mean no earlier run began (one marks
+    first, then says so), unless Redis lost its data."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(log_start_key(job_id), offset, nx=True, ex=settings.retention_s or None)
+    pipe.get(snapshot_key(job_id))
+    marked, raw = pipe.execute()
+    return bool(marked), raw is not None and JobState.from_json(raw).status is JobStatus.QUEUED
 
 
 def log_start(client: redis.Redis, job_id: str) -> int | None:

@@ -294,7 +294,10 @@ def recover_stalled_jobs(c: Clients) -> list[str]:
     A runner renews its job's lease while it runs; a lapsed lease means no one runs the job. The
     task it gets back resumes after the last step in the job's log (see tasks.worker.runner.run_job).
     """
-    rebuild_index(c)
+    try:
+        rebuild_index(c)
+    except (JobLogError, StoreError) as exc:  # a stalled job is handed back all the same
+        log.warning("the job index could not be rebuilt: %s", exc)
     queue.forget_stale(c.redis)
     recovered = []
     running = cast(dict[bytes, bytes], c.redis.hgetall(progress.RUNNING_KEY))

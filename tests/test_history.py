@@ -125,8 +125,11 @@ class History:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         keys = {job_id.encode() for job_id in job_ids}
+        # records without a value are fences (see JobLogWriter.fence), not job records
         records = {
-            (m.topic, m.partition, m.offset, m.value.decode(errors="replace")) for m in consumer if m.key in keys
+            (m.topic, m.partition, m.offset, m.value.decode(errors="replace"))
+            for m in consumer
+            if m.key in keys and m.value is not None
         }
         consumer.close()
         return records

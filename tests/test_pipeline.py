@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import cast
 
 import pytest
@@ -22,7 +23,7 @@ from tasks import progress, service
 from tasks.clients import Clients
 from tasks.joblog import log_place, topic_name
 from tasks.jobtypes import InvalidParams
-from tasks.model import JobNotFound, JobState, JobStatus
+from tasks.model import JobNotFound, JobState, JobStatus, LogLine
 from tasks.worker import runner
 from tasks.worker.celery_app import app as celery_app
 from tests.conftest import BOTH_LAYOUTS, wait_finished, wait_for
@@ -38,7 +39,8 @@ def read_log(settings: Settings, job_id: str) -> list[dict]:
     partition = TopicPartition(place.topic, place.partition)
     consumer.assign([partition])
     consumer.seek_to_beginning(partition)
-    records = [json.loads(message.value) for message in consumer if message.key == job_id.encode()]
+    # A record without a value is a fence (see JobLogWriter.fence), not one of the job's records.
+    records = [json.loads(m.value) for m in consumer if m.key == job_id.encode() and m.value is not None]
     consumer.close()
     return records
 
@@ -351,3 +353,58 @@ def test_the_purge_runs_as_its_beat_entry_says_on_a_real_worker(c: Clients, star
     wait_for(lambda: c.redis.zscore(progress.PURGING_KEY, final.job_id) is not None, what="the purge to run")
     with pytest.raises(JobNotFound):
         service.get_job(final.job_id, c)
+
+
+def _job_in_partition_of(settings: Settings, job_id: str) -> str:
+    """Another job id whose records go to the same partition as `job_id`'s (itself in the topic layout)."""
+    if not settings.shared_log:
+        return job_id
+    place = log_place(settings, job_id)
+    return next(other for other in iter(lambda: str(uuid.uuid4()), "") if log_place(settings, other) == place)
+
+
+def _append_batch(c: Clients, job_id: str, lines: int) -> None:
+    """`lines` log lines of the job, sent as one batch (a broker may then report the partition's end late)."""
+    place = log_place(c.settings, job_id)
+    for n in range(lines):
+        c.writer.append(place, job_id, LogLine(job_id, f"line {n}", time.time()).to_json())
+    c.writer.flush()
+
+
+@BOTH_LAYOUTS
+def test_a_resumed_job_finds_its_last_step_though_a_batch_of_records_follows_it(c: Clients, settings: Settings):
+    # An earlier run wrote steps 0 to 5, each followed by a long batch of records (another job's in the
+    # shared topic, the job's own lines in its topic), and died. Reading all of them takes longer than
+    # a reader follows a growing log (CHASE_S), and a broker may report the partition's end behind its
+    # last record: the runner's read ends at a fence it writes, so it finds step 5 and runs only step 6.
+    job_id = str(uuid.uuid4())
+    place = log_place(c.settings, job_id)
+    c.admin.create(job_id)
+    if c.settings.shared_log:
+        assert progress.mark_log_start(c.redis, c.settings, job_id, c.reader.end_offset(job_id))
+    now = time.time()
+    interrupted = JobState(job_id, 0, 6, JobStatus.RUNNING, now, started_at=now, params={"n": 6})
+    neighbour = _job_in_partition_of(c.settings, job_id)
+    for step in range(6):
+        c.writer.append(place, job_id, replace(interrupted, step=step).to_json())
+        _append_batch(c, neighbour, 10_000)
+    progress.store(c.redis, c.settings, replace(interrupted, step=5))
+
+    final = runner.run_job(job_id, "count", {"n": 6}, c)
+
+    assert (final.status, final.step) == (JobStatus.SUCCEEDED, 6)
+    steps = [record["step"] for record in state_records(read_log(c.settings, job_id))]
+    # the earlier run's 0..5, then the resumed run's first record (at step 5), step 6 and its final state
+    assert steps == [0, 1, 2, 3, 4, 5, 5, 6, 6]
+
+
+@pytest.mark.parametrize("log_layout", ["shared"])
+def test_a_new_job_starts_at_once_after_a_batch_in_its_shared_partition(c: Clients):
+    # A new job in the shared layout reads nothing back: no wait for the end of a partition whose
+    # last write was a batch of another job's records.
+    job_id = str(uuid.uuid4())
+    c.admin.create(job_id)
+    _append_batch(c, _job_in_partition_of(c.settings, job_id), 2000)
+    progress.store(c.redis, c.settings, JobState(job_id, 0, 3, JobStatus.QUEUED, time.time()))
+    assert runner.run_job(job_id, "count", {"n": 3}, c).status is JobStatus.SUCCEEDED
+    assert [record["step"] for record in state_records(read_log(c.settings, job_id))] == [0, 1, 2, 3, 3]

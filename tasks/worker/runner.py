@@ -22,6 +22,7 @@ import redis
 
 from tasks import owners, progress, queue
 from tasks.clients import Clients
+from tasks.history.store import StoreError
 from tasks.joblog import JobLogError, log_place
 from tasks.jobtypes import JobType, find
 from tasks.model import InvalidInput, JobNotFound, JobState, JobStatus, check_job_id
@@ -116,13 +117,11 @@ def _run_leased(
         )
         publisher.publish_final(final)
         return final
-    new_topic = c.admin.create(job_id)
-    if c.settings.shared_log:  # before any read: a job's records all come after this
-        with contextlib.suppress(redis.RedisError):
-            progress.mark_log_start(c.redis, c.settings, job_id, c.reader.end_offset(job_id))
-    # A topic made just now holds no earlier run. In the shared layout the log is always read: a lost
-    # mark must not make a job that ran start again.
-    last = None if new_topic else c.reader.last(job_id)
+    new_log = c.admin.create(job_id) or (c.settings.shared_log and _mark_log_start(c, job_id))
+    # A new log holds no earlier run. Otherwise the read ends at a fence written after the last
+    # record of any earlier run, which is dead: no step of it is missed, none runs twice.
+    place = log_place(c.settings, job_id)
+    last = None if new_log else c.reader.last(job_id, fence=lambda: c.writer.fence(place, job_id))
     if last is not None and last.status.finished:
         publisher.publish_final(last)
         return last
@@ -153,9 +152,30 @@ def _run_leased(
     ctx.message = how
     first = ctx.state()
     # The first record of a run holds the params and the owner, and says whether it resumed or started again.
-    c.writer.append(log_place(c.settings, job_id), job_id, replace(first, params=params, owner=owner).to_json())
+    c.writer.append(place, job_id, replace(first, params=params, owner=owner).to_json())
     publisher.publish(first)
     return _finish(c, publisher, _call(job, dict(values), ctx, params))
+
+
+def _mark_log_start(c: Clients, job_id: str) -> bool:
+    """Shared layout: keep where the job's records will begin, before it writes any; True when no
+    earlier run began its log. When Redis may have lost an earlier run's mark, the history store's
+    first offset of the job, if it has one, is put back."""
+    try:
+        marked, queued = progress.mark_log_start_queued(c.redis, c.settings, job_id, c.reader.end_offset(job_id))
+    except redis.RedisError:
+        return False  # unknown: the log is read from where the history store says it begins
+    if not marked or queued:
+        return marked
+    try:
+        first = c.history.first_offset(job_id)
+    except StoreError:
+        return False  # the fenced read from the mark just made is short
+    if first is None:
+        return True
+    with contextlib.suppress(redis.RedisError):
+        progress.mark_log_start(c.redis, c.settings, job_id, first, replace=True)
+    return False
 
 
 def _has_log(c: Clients, job_id: str) -> bool:
