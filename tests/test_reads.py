@@ -5,6 +5,7 @@ and bytes, and a read waits a bounded time for a log reader."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from settings import Settings
 from tasks import progress, service
 from tasks.clients import Clients
 from tasks.joblog import PAGE_MAX_BYTES, JobLogError, JobLogReader, log_place
-from tasks.model import JobNotFound, JobStatus, LogLine, ServiceUnavailable
+from tasks.model import JobNotFound, JobState, JobStatus, LogLine, ServiceUnavailable
 from tasks.worker import runner
 from tests.apiclient import api_client
 
@@ -117,3 +118,19 @@ def _try(call: Callable[[], object]) -> object:
         return call()
     except JobLogError as exc:
         return exc
+
+
+def test_a_stalled_job_is_handed_back_though_the_job_index_cannot_be_rebuilt(c: Clients, tmp_path) -> None:
+    # Shared layout: the index is rebuilt from the history store; one without its tables (its consumer
+    # never ran) must not stop the stalled-job check, which runs right after.
+    shared = Clients(
+        dataclasses.replace(
+            c.settings, job_log_layout="shared", history_database_url=f"sqlite:///{tmp_path / 'empty.db'}"
+        )
+    )
+    shared.redis.delete(progress.INDEX_COMPLETE_KEY)
+    stalled = str(uuid.uuid4())
+    progress.store(shared.redis, shared.settings, JobState(stalled, 5, 30, JobStatus.RUNNING, time.time()))
+    shared.redis.hset(progress.RUNNING_KEY, stalled, json.dumps({"type": "count", "params": {"n": 30}}))
+    assert service.recover_stalled_jobs(shared) == [stalled]
+    assert not shared.redis.exists(progress.INDEX_COMPLETE_KEY)  # tried again at the next check
