@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tasks.ops.passwords import PasswordHashError, parse_hash
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
@@ -73,6 +75,15 @@ SETTINGS: dict[str, Setting] = {
         "off",
         "Let API calls without a token in (on or off): they all share one owner, its jobs and its limits",
     ),
+    "OPS_PASSWORD_HASH": Setting(
+        "",
+        "Hash of the operator's password (`python -m tasks.ops hash` prints one); empty: no operator's console "
+        "(every /api/ops route answers 404)",
+    ),
+    "OPS_SESSION_HOURS": Setting("12", "How long an operator's login lasts (its cookie and its session in Redis)"),
+    "OPS_LOGINS_PER_MINUTE": Setting(
+        "5", "Operator logins one client address may try per minute (429 with Retry-After beyond)"
+    ),
     "MAX_N": Setting("10000000", "Largest number of steps of a count job"),
     "STEP_DELAY_MS": Setting("5", "Work per step of the demo job, in milliseconds (0: none)"),
     "PROGRESS_INTERVAL_MS": Setting("50", "At most one progress message per job per this many milliseconds"),
@@ -128,6 +139,9 @@ class Settings:
     api_docs: bool
     session_secret: str
     api_allow_anonymous: bool
+    ops_password_hash: str
+    ops_session_hours: float
+    ops_logins_per_minute: int
     max_n: int
     step_delay_ms: float
     progress_interval_ms: float
@@ -160,6 +174,11 @@ class Settings:
     @property
     def retention_s(self) -> int:
         return int(self.job_retention_hours * 3600)
+
+    @property
+    def ops_console(self) -> bool:
+        """Whether the operator's console is on: an operator password is set, and a secret signs its cookies."""
+        return bool(self.ops_password_hash and self.session_secret)
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
@@ -243,6 +262,17 @@ def _secret(name: str, raw: str) -> str:
     return raw
 
 
+def _password_hash(name: str, raw: str) -> str:
+    if not raw:
+        return raw
+    try:
+        parse_hash(raw)
+    except PasswordHashError as exc:
+        # Not echoed: it is a secret's hash.
+        raise SettingsError(f"{name} is not a password hash: {exc}; make one with `python -m tasks.ops hash`") from None
+    return raw
+
+
 DATABASE_URL_RE = re.compile(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://.*")
 
 
@@ -291,6 +321,9 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "API_DOCS": _switch,
     "SESSION_SECRET": _secret,
     "API_ALLOW_ANONYMOUS": _switch,
+    "OPS_PASSWORD_HASH": _password_hash,
+    "OPS_SESSION_HOURS": lambda n, r: _float(n, r, 0.01, 24 * 30),
+    "OPS_LOGINS_PER_MINUTE": lambda n, r: _int(n, r, 1, 1000),
     "MAX_N": lambda n, r: _int(n, r, 1, 10**12),
     "STEP_DELAY_MS": lambda n, r: _float(n, r, 0, 3_600_000),
     "PROGRESS_INTERVAL_MS": lambda n, r: _float(n, r, 1, 60_000),

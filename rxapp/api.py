@@ -172,6 +172,8 @@ def openapi_schema() -> dict[str, Any]:
                     },
                 }
             )
+        if not clients().settings.ops_console:  # the console's routes are absent: see rxapp.ops_api
+            schema["paths"] = {path: item for path, item in schema["paths"].items() if not path.startswith("/api/ops/")}
         n = components[f"{DEFAULT_JOB_TYPE}_params"]["properties"]["n"]
         body["oneOf"].append(
             {
@@ -500,3 +502,11 @@ def cancel_job(job_id: str, owner: Owner) -> Job:
 def rerun_job(job_id: str, owner: Owner) -> Job:
     """Queue a new job of the same type with the same params as this finished one; answers with the new job."""
     return Job(**service.rerun_job(job_id, clients(), owner).to_dict())
+
+
+# The operator's console's routes (rxapp.ops_api), beside these: they use this module's helpers.
+from rxapp.ops_api import EXCEPTION_HANDLERS, ops  # noqa: E402
+
+api.include_router(ops)
+for _exception, _handler in EXCEPTION_HANDLERS.items():
+    api.add_exception_handler(_exception, _handler)

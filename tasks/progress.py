@@ -17,6 +17,7 @@ import redis
 
 from settings import Settings
 from tasks.model import JobNotFound, JobState, JobStatus, check_job_id
+from tasks.ops import series
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,9 @@ class ProgressPublisher:
         self.backoff_s = 0.1
         self.messages = 0
         self.cancel_requested = False
+        # The step last published: each publish adds the steps since to the console's per-minute
+        # count (tasks.ops.series); a run's first publish (maybe a resume) adds none.
+        self.counted_step: int | None = None
 
     def due(self, now: float) -> bool:
         return now >= self.next_due
@@ -286,7 +290,10 @@ class ProgressPublisher:
             pipe.eval(RENEW_LEASE, 1, lease_key(self.job_id), self.lease.token, LEASE_MS)
         if self.owner_index is not None:
             pipe.zadd(self.owner_index, {self.job_id: state.started_at or state.ts}, nx=True)
+        if self.counted_step is not None and state.step > self.counted_step:
+            series.count_steps(pipe, state.step - self.counted_step)  # last: the indices above stay
         results = pipe.execute()
+        self.counted_step = state.step
         self.messages += 1
         self.cancel_requested = self.cancel_requested or bool(results[2])
         if self.lease is not None and not results[3]:

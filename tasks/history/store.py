@@ -20,7 +20,22 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    and_,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -298,12 +313,16 @@ class HistoryStore:
         job_type: str | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 50,
+        id_prefix: str | None = None,
     ) -> list[JobState]:
         """Jobs newest first (by their first record), filtered; `before` is the (first_ts, job_id)
-        of the last job of the previous page."""
+        of the last job of the previous page. `id_prefix` must be checked by the caller (hex digits
+        and dashes: nothing LIKE reads as a pattern)."""
         query = select(jobs)
         if owner is not None:
             query = query.where(jobs.c.owner == owner)
+        if id_prefix:
+            query = query.where(jobs.c.job_id.like(f"{id_prefix}%"))
         if wanted := [status.value for status in statuses]:
             query = query.where(jobs.c.status.in_(wanted))
         if job_type is not None:
@@ -314,6 +333,35 @@ class HistoryStore:
         query = query.order_by(jobs.c.first_ts.desc(), jobs.c.job_id.desc()).limit(limit)
         with self._reading() as conn:
             return [row_state(row) for row in conn.execute(query).mappings()]
+
+    def finished_since(
+        self, since: float, status: JobStatus, after: tuple[float, str] | None = None, limit: int = 1000
+    ) -> list[JobState]:
+        """Jobs of this status that ended at or after `since`, oldest end first; `after` is the
+        (finished_at, job_id) of the last job of the previous batch."""
+        query = select(jobs).where(jobs.c.finished_at >= since, jobs.c.status == status.value)
+        if after is not None:
+            ts, job_id = after
+            query = query.where(or_(jobs.c.finished_at > ts, and_(jobs.c.finished_at == ts, jobs.c.job_id > job_id)))
+        query = query.order_by(jobs.c.finished_at, jobs.c.job_id).limit(limit)
+        with self._reading() as conn:
+            return [row_state(row) for row in conn.execute(query).mappings()]
+
+    def finished_per_minute(self, since: float) -> dict[int, dict[str, int]]:
+        """How many jobs ended in each minute from `since` on, by status: {minute start: {status: n}}."""
+        per_minute = jobs.c.finished_at / 60
+        # SQLite's CAST truncates (the floor, for times after 1970); PostgreSQL's rounds.
+        bucket = func.floor(per_minute) if self.dialect == "postgresql" else cast(per_minute, Integer)
+        query = (
+            select(bucket.label("minute"), jobs.c.status, func.count().label("n"))
+            .where(jobs.c.finished_at >= since)
+            .group_by(bucket, jobs.c.status)
+        )
+        counts: dict[int, dict[str, int]] = {}
+        with self._reading() as conn:
+            for minute, status, n in conn.execute(query):
+                counts.setdefault(int(minute) * 60, {})[status] = int(n)
+        return counts
 
     def page(self, job_id: str, offset: int, limit: int, kinds: frozenset[LineKind] | None = None) -> LogPage:
         """Like JobLogReader.page, from the store: at most `limit` records (and about PAGE_MAX_BYTES)

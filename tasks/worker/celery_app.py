@@ -7,11 +7,13 @@ from collections.abc import Mapping
 
 from celery import Celery
 from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 
 from settings import Settings, get_settings
 from tasks.clients import clients
 from tasks.jobtypes import load_catalog
+from tasks.ops import workers
 
 
 def make_app(settings: Settings) -> Celery:
@@ -81,3 +83,21 @@ def _warm_up(**_: object) -> None:
     """Make this pool process's Kafka producer now: an idempotent producer needs about a second
     to get its producer id, which the process's first job would otherwise wait for."""
     clients().writer  # noqa: B018 - building it is the point
+
+
+def running_jobs() -> list[str]:
+    """The jobs this worker's pool runs now (its accepted requests; the periodic checks left out)."""
+    return sorted(request.id for request in tuple(worker_state.active_requests) if request.name == "tasks.jobs.run_job")
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: object, **_: object) -> None:
+    """The worker's heartbeat for the operator's console (tasks.ops.workers), from its main process."""
+    controller = getattr(sender, "controller", None)
+    concurrency = int(getattr(controller, "concurrency", 0) or get_settings().worker_concurrency)
+    workers.start_heartbeat(get_settings(), str(getattr(sender, "hostname", "")), concurrency, running_jobs)
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: object) -> None:
+    workers.stop_heartbeat()
