@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -126,7 +126,9 @@ class JobState:
 
     def to_dict(self) -> dict[str, Any]:
         """The state as JSON-ready values; the job type's key is `type`, as the API names it."""
-        data = asdict(self)
+        # Shallow: the values go to JSON or a response model, never changed (asdict's deep copy of
+        # params and results cost more than the encoding, once per progress message).
+        data = {name: getattr(self, name) for name in JOB_STATE_FIELDS}
         data["type"] = data.pop("job_type")
         data["status"] = self.status.value
         return data
@@ -156,6 +158,9 @@ class JobState:
             starts_in=data.get("starts_in"),
             owner=data.get("owner"),
         )
+
+
+JOB_STATE_FIELDS = tuple(field.name for field in fields(JobState))
 
 
 class LineKind(StrEnum):
