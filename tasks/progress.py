@@ -185,6 +185,9 @@ def keep_owner(client: redis.Redis | redis.client.Pipeline, settings: Settings, 
     client.set(owned_by_key(job_id), owner, ex=settings.retention_s or None)
 
 
+RELEASE_LEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
 @dataclass
 class Lease:
     """Who runs a job: one holder at a time, renewed while it runs, expiring if the holder dies."""
@@ -205,14 +208,9 @@ class Lease:
             time.sleep(0.1)
         return True
 
-    def release(self) -> None:
-        # Delete only our own lease: compare and delete in one step.
-        self.client.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-            1,
-            lease_key(self.job_id),
-            self.token,
-        )
+    def release(self, pipe: redis.client.Pipeline | None = None) -> None:
+        """Delete the lease if it is still ours (compare and delete in one step); in `pipe` when given."""
+        (pipe or self.client).eval(RELEASE_LEASE, 1, lease_key(self.job_id), self.token)
 
 
 class LeaseLost(RuntimeError):

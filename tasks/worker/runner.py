@@ -49,12 +49,12 @@ def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients, owne
     whether an earlier run was interrupted, and does what the job type declares (OnWorkerLost).
     """
     check_job_id(job_id)
-    progress.add_to_index(c.redis, job_id)  # a task sent without a submit, too
     lease = progress.Lease(c.redis, job_id)
     if not lease.wait(progress.LEASE_MS / 1000 + 1):
         log.info("job %s is run by another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.QUEUED, time.time())
     pipe = c.redis.pipeline(transaction=False)
+    progress.add_to_index(pipe, job_id)  # a task sent without a submit, too
     queue.leave(pipe, job_id)
     pipe.hset(progress.RUNNING_KEY, job_id, json.dumps({"type": job_type, "params": params, "owner": owner}))
     pipe.set(progress.params_key(job_id), json.dumps(params), ex=c.settings.retention_s or None)
@@ -68,11 +68,14 @@ def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients, owne
     except progress.LeaseLost:
         log.warning("job %s was handed to another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.RUNNING, time.time())
-    else:
-        c.redis.hdel(progress.RUNNING_KEY, job_id)
-        return final
-    finally:
+    except BaseException:
         lease.release()
+        raise
+    pipe = c.redis.pipeline(transaction=False)
+    pipe.hdel(progress.RUNNING_KEY, job_id)
+    lease.release(pipe)
+    pipe.execute()
+    return final
 
 
 def _run_with_one_retry(
