@@ -227,11 +227,18 @@ class WebApp:
             self.child.stop(20)
 
 
-@pytest.fixture(scope="session", params=["memory", "redis"])
+# Page tests run on the app with its page state in memory (`make run`'s). Those whose outcome depends on
+# where that state lives (reloads, tabs, shared subscriptions, pagers, live updates) run with it in
+# Redis (REFLEX_REDIS_URL, compose's) as well: they carry this mark.
+BOTH_STATE_MANAGERS = pytest.mark.parametrize("web", ["memory", "redis"], indirect=True)
+
+
+@pytest.fixture(scope="session")
 def web(request: pytest.FixtureRequest, settings: Settings) -> Iterator[WebApp]:
-    """The Reflex app with each state manager: in memory, and in Redis (REFLEX_REDIS_URL)."""
+    """The Reflex app with its page state in memory, or in Redis (REFLEX_REDIS_URL) for a test marked
+    BOTH_STATE_MANAGERS."""
     env = {}
-    if request.param == "redis":
+    if getattr(request, "param", "memory") == "redis":
         base = settings.redis_url.rsplit("/", 1)[0]
         env["REFLEX_REDIS_URL"] = f"{base}/14"
     app = WebApp(settings, env)

@@ -15,7 +15,7 @@ from tasks import service
 from tasks.clients import Clients
 from tasks.jobtypes import InvalidParams
 from tests.apiclient import api_client, bearer
-from tests.conftest import WebApp, wait_finished, wait_for
+from tests.conftest import BOTH_STATE_MANAGERS, WebApp, wait_finished, wait_for
 from tests.test_pipeline import assert_complete_log, read_log
 
 
@@ -225,6 +225,7 @@ def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+@BOTH_STATE_MANAGERS
 def test_the_api_on_the_reflex_backend_runs_and_cancels_jobs(web: WebApp, worker: Child) -> None:
     status, job = call("POST", f"{web.backend}/api/jobs", {"n": " 300 "})
     assert (status, job["status"]) == (202, "queued")

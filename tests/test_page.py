@@ -25,7 +25,7 @@ from tasks.clients import Clients
 from tasks.model import JobStatus
 from tasks.progress import channel, snapshot_key
 from tests.browser import TIMEOUT_S, JobPage, parse_step, swap_job_id
-from tests.conftest import WebApp, wait_finished, wait_for
+from tests.conftest import BOTH_STATE_MANAGERS, WebApp, wait_finished, wait_for
 
 # Every test also fails when the app logged an exception while it ran.
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_backend_exceptions")]
@@ -37,6 +37,7 @@ def snapshot_keys(c: Clients) -> int:
     return sum(1 for _ in c.redis.scan_iter("jobstream:job:*", count=1000))
 
 
+@BOTH_STATE_MANAGERS
 def test_job_runs_live_to_success(open_page: Callable[..., JobPage], c: Clients) -> None:
     page = open_page()
     job_id = page.submit(1500)
@@ -63,6 +64,7 @@ def cancel_on_page(page: JobPage, job_id: str, c: Clients) -> None:
     expect(page.step_text(job_id)).to_have_text(f"{state.step:,}/{state.total:,}")
 
 
+@BOTH_STATE_MANAGERS
 def test_reload_recovers_the_running_job(open_page: Callable[..., JobPage], c: Clients) -> None:
     page = open_page()
     job_id = page.submit(BIG_N)
@@ -96,6 +98,7 @@ def test_the_session_cookie_is_signed_httponly_lax_and_holds_no_job(
     assert service.get_job(job_id, c).owner == owner
 
 
+@BOTH_STATE_MANAGERS
 def test_new_context_with_the_cookies_shows_the_final_state(
     open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], c: Clients
 ) -> None:
@@ -140,6 +143,7 @@ class CommandLog(threading.Thread):
         return self.commands
 
 
+@BOTH_STATE_MANAGERS
 def test_five_submits_in_a_row_read_each_new_job_once(open_page: Callable[..., JobPage], settings: Settings) -> None:
     """One watcher per page: a submit follows its job and reads its snapshot once; the watcher that
     runs already takes the new job on (a watcher per submit would read every unfinished job again)."""
@@ -188,6 +192,7 @@ def test_cancel_stops_a_running_job(open_page: Callable[..., JobPage], c: Client
     page.assert_clean()
 
 
+@BOTH_STATE_MANAGERS
 def test_the_log_shows_every_step_a_page_at_a_time(open_page: Callable[..., JobPage]) -> None:
     page = open_page()
     job_id = page.submit(250)
@@ -312,6 +317,7 @@ def test_each_context_sees_only_its_own_jobs(open_page: Callable[..., JobPage], 
     bob.assert_clean()
 
 
+@BOTH_STATE_MANAGERS
 def test_tabs_of_one_browser_share_the_cookie(
     open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], c: Clients
 ) -> None:
@@ -383,6 +389,7 @@ def subscribers(c: Clients, job_id: str) -> int:
     return int(counts[0][1])
 
 
+@BOTH_STATE_MANAGERS
 def test_pages_share_one_subscription_and_a_closed_page_leaves_none(
     open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], c: Clients
 ) -> None:

@@ -26,7 +26,7 @@ from tasks.joblog import topic_name
 from tasks.model import JobState, JobStatus
 from tasks.progress import SNAPSHOT_PREFIX
 from tests.browser import JobPage, swap_job_id
-from tests.conftest import WebApp, run_async, wait_for
+from tests.conftest import BOTH_STATE_MANAGERS, WebApp, run_async, wait_for
 from tests.test_sockets import LOG, RESULT, ROOT, RawPage
 
 # Every test also fails when the app logged an exception while it ran.
@@ -171,6 +171,7 @@ def test_the_history_lists_the_owners_jobs_newest_first_filters_and_runs_again(
     page.assert_clean()
 
 
+@BOTH_STATE_MANAGERS
 def test_the_history_pages_newest_first_with_older_and_newer(
     open_page: Callable[..., JobPage], new_context: Callable[..., BrowserContext], c: Clients
 ) -> None:

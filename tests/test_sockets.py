@@ -23,7 +23,7 @@ from tasks import service
 from tasks.clients import Clients
 from tasks.model import JobStatus
 from tests.browser import JobPage
-from tests.conftest import WebApp, run_async
+from tests.conftest import BOTH_STATE_MANAGERS, WebApp, run_async
 
 ROOT = "reflex___state____state"
 JOBS = f"{ROOT}.rxapp___state___jobs____jobs_state"
@@ -69,6 +69,7 @@ class RawPage:
             await asyncio.sleep(0.02)
 
 
+@BOTH_STATE_MANAGERS
 def test_a_raw_client_naming_another_browsers_job_reads_and_stops_nothing(
     open_page: Callable[..., JobPage], web: WebApp, c: Clients
 ) -> None:
