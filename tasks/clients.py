@@ -57,6 +57,7 @@ class Clients:
         writer = self.__dict__.pop("writer", None)
         if writer is not None:
             writer.discard()
+        self.admin.forget()
 
     @cached_property
     def reader(self) -> JobLogReader:

@@ -78,14 +78,25 @@ class JobLogAdmin:
         self.settings = settings
         self.timeout_s = max(settings.broker_wait_s, 1.0)
         self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        self._shared_checked = False
 
     def create(self, job_id: str) -> bool:
         """Make sure the job's log has its topic: the job's own, with one partition (ordering), or the
-        shared one. An existing topic is fine. True when the job's own topic was made just now: its log
-        is empty (never in the shared layout, whose topic other jobs share)."""
+        shared one (its partitions checked once, and again after `forget`). An existing topic is fine.
+        True when the job's own topic was made just now: its log is empty (never in the shared
+        layout, whose topic other jobs share)."""
         if not self.settings.shared_log:
             return self._create(NewTopic(topic_name(self.settings, job_id), 1, self.settings.kafka_replication_factor))
-        # asked at every start, as a job's own topic is: a broker may have lost it
+        # Asked at every start, before anything else asks about it: a restarted broker may have lost it,
+        # and some brokers make a topic with their own defaults for any client that asks about it.
+        self._create_shared()
+        return False
+
+    def forget(self) -> None:
+        """After a broker failure: the shared topic's partitions are checked again."""
+        self._shared_checked = False
+
+    def _create_shared(self) -> None:
         retention_ms = self.settings.retention_s * 1000 or -1
         shared = NewTopic(
             self.settings.job_log_topic,
@@ -93,8 +104,32 @@ class JobLogAdmin:
             self.settings.kafka_replication_factor,
             config={"retention.ms": str(retention_ms)},
         )
-        self._create(shared)
-        return False
+        made = self._create(shared)
+        if made or not self._shared_checked:
+            self._check_partitions(shared.topic, shared.num_partitions)
+            self._shared_checked = True
+
+    def _check_partitions(self, topic: str, count: int) -> None:
+        """Wait until the broker's metadata shows every partition of the topic with a leader (a producer
+        that asks about a topic made just now may see fewer, and fail its records); a topic made
+        elsewhere with another number of partitions is an error that says so."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                found = self._admin.list_topics(topic, timeout=self.timeout_s).topics.get(topic)
+            except KafkaException as exc:
+                raise JobLogError(f"cannot read the job log topic's metadata: {exc.args[0].str()}") from exc
+            partitions = {} if found is None or found.error is not None else found.partitions
+            if partitions and len(partitions) != count:
+                raise JobLogError(
+                    f"the job log topic {topic} has {len(partitions)} partitions in Kafka, and JOB_LOG_PARTITIONS"
+                    f" says {count}: every reader and writer must agree (delete the topic, or set the setting)"
+                )
+            if partitions and all(partition.leader >= 0 for partition in partitions.values()):
+                return
+            if time.monotonic() > deadline:
+                raise JobLogError(f"the Kafka broker did not show the {count} partitions of {topic} in time")
+            time.sleep(0.05)
 
     def _create(self, topic: NewTopic) -> bool:
         """Create the topic; False when it exists already."""
@@ -151,6 +186,9 @@ class JobLogWriter:
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
                 "enable.idempotence": True,
                 "acks": "all",
+                # A topic that is not there is an error, never made by the broker with its own defaults
+                # (a shared topic with the broker's default number of partitions would misplace jobs).
+                "allow.auto.create.topics": False,
                 "linger.ms": 5,
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 500_000,

@@ -6,19 +6,22 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from rxapp.hub import RESYNC, ProgressHub
 from settings import Settings, load_settings
 from stack import services
 from stack.processes import Child, asgi_command, free_port, http_ok
-from tasks import service
+from tasks import progress, service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
+from tasks.worker import runner
 from tests.conftest import BOTH_LAYOUTS, Restartable, run_async, wait_finished, wait_for
 from tests.test_api import call
 from tests.test_pipeline import assert_complete_log, read_log
@@ -146,10 +149,15 @@ def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_ka
     assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
 
 
-# The topic layout only for now: in the shared one, on the embedded broker, a job's first read of its
-# log from the reported end of the new broker's partition sometimes waits for an end it never reports
-# (the job then fails at its start instead of running): not yet understood, see the README.
-@pytest.mark.parametrize("log_layout", ["topic"])
+# The two tests below restart the broker empty, which only a broker that keeps nothing (the embedded
+# one) does. They run in the topic layout only: in the shared one, the embedded broker makes the lost
+# shared topic again, with its own default of 4 partitions, for the first of the worker's clients that
+# asks about it, before the worker can make it with JOB_LOG_PARTITIONS; the job then fails with that
+# mismatch named (test_a_shared_topic_with_another_partition_count_is_named). See the README.
+TOPIC_LAYOUT_ONLY = pytest.mark.parametrize("log_layout", ["topic"])
+
+
+@TOPIC_LAYOUT_ONLY
 def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, start_worker, log_layout: str):
     server, own = own_kafka
     oc = Clients(replace(own, job_log_layout=log_layout))
@@ -167,7 +175,7 @@ def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, 
     assert_complete_log(read_log(oc.settings, again.job_id), again.job_id, 200)
 
 
-@BOTH_LAYOUTS
+@TOPIC_LAYOUT_ONLY
 def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker, log_layout: str):
     server, own = own_kafka
     oc = Clients(replace(own, job_log_layout=log_layout))
@@ -178,6 +186,21 @@ def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker, l
     job = service.submit_job("count", {"n": 300}, oc)
     assert wait_finished(oc, job.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
     assert_complete_log(read_log(oc.settings, job.job_id), job.job_id, 300)
+
+
+def test_a_shared_topic_with_another_partition_count_is_named(c: Clients) -> None:
+    # Made elsewhere (by hand, or by a broker's own defaults), the shared topic has 4 partitions where
+    # JOB_LOG_PARTITIONS says 12: a job would be looked for in a partition that does not exist.
+    shared = Clients(replace(c.settings, job_log_layout="shared", job_log_topic=f"jobs-{uuid.uuid4().hex[:8]}"))
+    topic = NewTopic(shared.settings.job_log_topic, 4, 1)
+    admin = AdminClient({"bootstrap.servers": c.settings.kafka_bootstrap_servers})
+    admin.create_topics([topic])[topic.topic].result()
+    job_id = str(uuid.uuid4())
+    progress.store(shared.redis, shared.settings, JobState(job_id, 0, 3, JobStatus.QUEUED, time.time()))
+    final = runner.run_job(job_id, "count", {"n": 3}, shared)
+    assert (final.status, final.step) == (JobStatus.FAILED, 0)
+    assert final.error is not None
+    assert f"{topic.topic} has 4 partitions in Kafka, and JOB_LOG_PARTITIONS says 12" in final.error
 
 
 def test_the_api_answers_from_kafka_and_503_while_redis_is_down(own_redis, start_worker, tmp_path: Path):

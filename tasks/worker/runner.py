@@ -165,7 +165,11 @@ def _mark_log_start(c: Clients, job_id: str) -> bool:
     earlier run began its log. When Redis may have lost an earlier run's mark, the history store's
     first offset of the job, if it has one, is put back."""
     try:
-        marked, queued = progress.mark_log_start_queued(c.redis, c.settings, job_id, c.reader.end_offset(job_id))
+        end = c.reader.end_offset(job_id)
+    except JobNotFound as exc:  # the shared topic is gone (a broker that lost it): made again on the retry
+        raise JobLogError("the job log topic is missing in Kafka") from exc
+    try:
+        marked, queued = progress.mark_log_start_queued(c.redis, c.settings, job_id, end)
     except redis.RedisError:
         return False  # unknown: the log is read from where the history store says it begins
     if not marked or queued:
