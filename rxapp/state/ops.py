@@ -104,8 +104,8 @@ class OpsState(rx.State):
 
     @rx.event
     def log_out(self):
-        """Post the logout from the browser (it clears the HttpOnly cookie), then reload."""
-        self.signed_in = False
+        """Post the logout from the browser (it clears the HttpOnly cookie), then reload: the form shows
+        once the new socket, without the cookie, has loaded the page."""
         return rx.call_script(post_script(LOGOUT_PATH, {}) + f".then(() => {RELOAD})")
 
     @rx.event
