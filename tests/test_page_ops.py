@@ -10,12 +10,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
-from settings import PROJECT_ROOT, Settings
-from stack.processes import Child
+from settings import Settings
+from stack.processes import VENV_BIN, Child, app_env, free_port, http_ok
 from tasks import progress, service
 from tasks.clients import Clients
 from tasks.history.store import stored_record
@@ -34,7 +36,6 @@ OPS_LIVE = f"{ROOT}.rxapp___state___ops_live____ops_live_state"
 OPS_BULK = f"{ROOT}.rxapp___state___ops_bulk____ops_bulk_state"
 OPS_LOG = f"{ROOT}.rxapp___state___ops_log____ops_log_state"
 OWNER = "t-opspageowner000"
-SCREENSHOT = PROJECT_ROOT / "assets" / "screenshot-ops.png"
 # Fields of the console's states that would show something an operator sees.
 REVEALING = {"rows", "types", "workers", "waiting", "points", "queue_depth", "question", "report", "notice",
              "signed_in", "job_id", "has_older", "finished_last_hour"}  # fmt: skip
@@ -146,8 +147,8 @@ def test_every_owners_jobs_paged_filtered_searched_and_a_running_row_live(
     expect(row(page, running).get_by_test_id("ops-step")).to_have_text("42/100", timeout=5000)
     expect(row(page, made[12]).get_by_test_id("job-status")).to_have_text("succeeded")
     expect(row(page, made[10]).get_by_test_id("job-status")).to_have_text("failed")
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=False)
+    # The README's picture (assets/screenshot-ops.png) is a copy of this one, taken by hand.
+    page.screenshot(path=c.settings.run_dir / "screenshot-ops.png")
     page.get_by_test_id("ops-older").click()
     expect(page.get_by_test_id("ops-page")).to_have_text("Page 2")
     assert listed_ids(page)[:5] == newest_first[20:25]
@@ -218,16 +219,24 @@ def test_cancel_every_queued_job_of_a_type_asks_first_and_says_what_it_did(
 
 
 def test_at_390_px_in_dark_mode_every_control_shows_without_overflow(
-    new_context: Callable[..., BrowserContext], web: WebApp
+    new_context: Callable[..., BrowserContext],
+    web: WebApp,
+    settings: Settings,
+    c: Clients,
+    stored_jobs: list[str],  # noqa: F811
 ) -> None:
+    long_params = {"text": "word " * 60, "seed": 12345678901234}
+    stored_jobs.append(store_job(c, "text_stats", time.time() + 3600, JobStatus.FAILED, params=long_params))
     page = signed_in(new_context, web, viewport={"width": 390, "height": 844}, color_scheme="dark")
+    expect(row(page, stored_jobs[0]).get_by_test_id("ops-rerun")).to_be_visible()
     expect(page.locator("html.dark")).to_have_count(1)
     expect(page.get_by_test_id("ops-filter-status")).to_be_visible()
-    for testid in ("ops-logout", "ops-tab-jobs", "ops-tab-actions", "ops-search"):
-        box = page.get_by_test_id(testid).bounding_box()
+    for testid in ("ops-logout", "ops-tab-jobs", "ops-tab-actions", "ops-search", "ops-rerun", "ops-log-open"):
+        box = page.get_by_test_id(testid).first.bounding_box()
         assert box is not None, testid
         assert 0 <= box["x"] <= box["x"] + box["width"] <= 390, (testid, box)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=settings.run_dir / "screenshot-ops-390-dark.png", full_page=True)
     page.get_by_test_id("ops-tab-charts").click()
     expect(page.get_by_test_id("ops-chart-finished")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -311,3 +320,40 @@ def test_console_events_without_a_login_get_nothing_and_change_nothing(
     answered = send_raw(web, value, [(f"{OPS_JOBS}.reload", {})])
     assert job_id in json.dumps(answered.deltas(OPS_JOBS))
     service.cancel_job(queued, c)
+
+
+@pytest.fixture
+def console_off_backend(settings: Settings) -> Iterator[str]:
+    """The app's backend alone (granian, as `reflex run --env prod` serves it) without OPS_PASSWORD_HASH:
+    its URL. It compiles nothing into .web, so the module's app is left alone."""
+    port = free_port()
+    env = {**app_env(), "BACKEND_PORT": str(port)}
+    env.pop("OPS_PASSWORD_HASH", None)
+    command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+    log_path = settings.run_dir / "logs" / "web-ops-off.log"
+    child = Child("web-ops-off", [*command, "--workers", "1", "--factory", "rxapp.rxapp:app"], log_path, env,
+                  die_with_parent=True)  # fmt: skip
+    url = f"http://localhost:{port}"
+    child.wait_until(lambda: http_ok(f"{url}/ping"), 60, "the console-off backend serving")
+    yield url
+    child.stop(10)
+
+
+def test_with_the_console_off_the_page_says_so_and_its_events_answer_nothing(
+    console_off_backend: str,
+    c: Clients,
+    settings: Settings,
+    stored_jobs: list[str],  # noqa: F811
+) -> None:
+    job_id = store_job(c, "count", time.time() + 7200, JobStatus.FAILED)
+    stored_jobs.append(job_id)
+    # A cookie that would be valid with the console on: off, nothing takes it.
+    value = sessions.login(PASSWORD, "192.0.2.78", replace(settings, ops_password_hash=HASH), c.redis)
+    backend = cast(WebApp, SimpleNamespace(backend=console_off_backend))
+    raw = send_raw(backend, value, [(f"{OPS_JOBS}.reload", {}), (f"{OPS_LIVE}.load_workers", {})])
+    loaded = {key: value for delta in raw.deltas(OPS) for key, value in delta.items()}
+    assert (loaded["checked_rx_state_"], loaded["enabled_rx_state_"]) == (True, False)
+    assert job_id not in json.dumps(raw.updates)
+    for state in (OPS, OPS_JOBS, OPS_LIVE):
+        for delta in raw.deltas(state):
+            assert not {k: v for k, v in delta.items() if k.split("_rx_state_")[0] in REVEALING and v}, delta
