@@ -9,10 +9,12 @@ from rxapp.components.outage import outage_notice
 from rxapp.hub import hub
 from rxapp.limits import EventRateLimit
 from rxapp.pages.index import index
+from rxapp.pages.ops import ops
 from rxapp.session import sessions
 from rxapp.state.form import FormState
 from rxapp.state.jobs import JobsState
 from rxapp.state.notify import NotifyState
+from rxapp.state.ops import OpsState
 from tasks.clients import clients
 
 # Every job type now: a module named in JOB_MODULES that cannot be imported, or a type the
@@ -40,6 +42,8 @@ app = rx.App(
 app.add_page(
     index, route="/", title=JobsState.tab_title, on_load=[FormState.load, JobsState.load_jobs, NotifyState.load]
 )
+# The operator's console: "not found" unless OPS_PASSWORD_HASH is set; every event checks the login.
+app.add_page(ops, route="/ops", title="Operator's console · Jobstream", on_load=OpsState.load)
 # Reflex's connection toast shows the socket's error and the server's address: a plain notice instead.
 app.app_wraps[(5, "Overlay")] = lambda stateful: outage_notice() if stateful else None
 app.register_lifespan_task(hub.run)

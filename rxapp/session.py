@@ -76,11 +76,11 @@ def owner_of_ticket(value: str, secret: str, now: float) -> str | None:
     return owner if now <= int(expires) else None
 
 
-def session_cookie(cookie_header: str) -> str:
-    """The session cookie's value in a Cookie header ('' when it has none)."""
+def session_cookie(cookie_header: str, cookie_name: str = COOKIE_NAME) -> str:
+    """The session cookie's value (or another cookie's) in a Cookie header ('' when it has none)."""
     for part in cookie_header.split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE_NAME:
+        if name == cookie_name:
             return value.strip()
     return ""
 

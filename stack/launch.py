@@ -25,6 +25,11 @@ from stack.processes import WORKER_ENV, app_env
 from stack.services import ServiceError, plan
 
 STOPPED_BY_LAUNCH = {-15, -9, 143, 137, 130}
+OPS_CONSOLE_OFF = (
+    "jobstream: the operator's console (/ops) is off; to turn it on: "
+    'export OPS_PASSWORD_HASH="$(.venv/bin/python -m tasks.ops hash)" and run again '
+    "(then http://localhost:{frontend_port}/ops)"
+)
 
 
 class LoggingPrinter(Printer):
@@ -98,6 +103,8 @@ def main() -> int:
     print(f"jobstream: the page will be at http://localhost:{settings.frontend_port} ; logs in {log_dir}")
     print(f"jobstream: API token for scripts on this machine (also in {token_path}):\n    {token}")
     print(f"    curl -H 'Authorization: Bearer {token}' {settings.api_url}/api/job-types")
+    if not settings.ops_console:
+        print(OPS_CONSOLE_OFF.format(frontend_port=settings.frontend_port))
     manager.loop()
     # honcho waits for each process it started, not for what that process started in its group.
     for proc in manager._processes.values():

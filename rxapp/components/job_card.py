@@ -10,6 +10,7 @@ from rxapp.jobview import JobView
 from rxapp.state.history import HistoryRow
 from rxapp.state.jobs import JobsState
 from rxapp.state.log import LogState
+from rxapp.state.ops_jobs import OpsRow
 from rxapp.state.result import ResultState
 from tasks.model import JobStatus
 
@@ -22,8 +23,8 @@ STATUS_COLORS = {
 }
 
 
-# A card's job, or a row of the history: anything with a status.
-Job = ObjectVar[JobView] | ObjectVar[HistoryRow]
+# A card's job, a row of the history or of the console: anything with a status.
+Job = ObjectVar[JobView] | ObjectVar[HistoryRow] | ObjectVar[OpsRow]
 
 
 def status_color(job: Job) -> rx.Var:
