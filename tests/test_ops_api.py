@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, cast
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from rxapp.api import api
 from settings import PROJECT_ROOT, Settings, SettingsError, load_settings
-from stack.processes import Child, app_env
+from stack.processes import Child, app_env, asgi_command, free_port, http_ok
 from tasks import progress, queue, service
 from tasks.clients import Clients, clients
 from tasks.history.store import stored_record
@@ -102,6 +103,7 @@ def store_job(c: Clients, job_type: str, first_ts: float, status: JobStatus = Jo
     items.append(JobState(job_id, step, 2, status, end, job_type=job_type, params=params, **kw))
     records = [stored_record(f"ops-{job_id}", 0, offset, item.to_json().encode()) for offset, item in enumerate(items)]
     c.history.write([record for record in records if record is not None])
+    progress.add_to_index(c.redis, job_id)  # as its submit did (else, with a complete index, it is not found)
     return job_id
 
 
@@ -626,3 +628,46 @@ def test_the_schema_lists_the_console_routes_with_their_models(
     assert "401" in paths["/api/ops/workers"]["get"]["responses"]
     body = paths["/api/ops/actions/rerun-failed"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"since_minutes", "confirm"}
+
+
+def test_every_job_is_listed_after_a_redis_flush_and_a_restart_of_everything(
+    own_redis: tuple[Any, Settings],
+    settings: Settings,
+    start_worker: Callable[..., Child],
+    history_consumer: Child,
+    operator_token: str,
+    tmp_path: Any,
+) -> None:
+    # Jobs run with a Redis of the test's own; the history store and the token file are the session's.
+    server, own = own_redis
+    oc = Clients(replace(settings, redis_url=own.redis_url))
+    worker = start_worker("ops-flush", concurrency=2, REDIS_URL=own.redis_url)
+    owner = clients().tokens.owner(script_token())
+    jobs = [
+        service.submit_job("count", {"n": 20}, oc, owner).job_id,
+        service.submit_job("steps_then_fail", {"n": 30, "fail_at": 5}, oc, owner).job_id,
+        service.submit_job("chatty", {"lines": 5}, oc, owner).job_id,
+    ]
+    finals = {job_id: wait_finished(oc, job_id) for job_id in jobs}
+    for job_id in jobs:
+        stored_end(oc, job_id)
+    worker.kill_group()
+
+    server.stop()  # it keeps nothing: every key is gone, snapshots, index and queue alike
+    server.start()
+    assert not oc.redis.keys("*")
+    port = free_port()
+    env = {**app_env(), "REDIS_URL": own.redis_url, "OPS_PASSWORD_HASH": HASH, "SESSION_SECRET": "s" * 32}
+    restarted = Child("ops-api", asgi_command("rxapp.api:api", port), tmp_path / "api.log", env, die_with_parent=True)
+    try:
+        restarted.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/openapi.json"), 60, "the API serving")
+        for job_id in jobs:
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}/api/ops/jobs", params={"id_prefix": job_id}, headers=bearer(operator_token)
+            )
+            assert answer.status_code == 200, answer.text
+            (row,) = answer.json()["jobs"]
+            final = finals[job_id]
+            assert (row["job_id"], row["status"], row["step"]) == (job_id, final.status.value, final.step)
+    finally:
+        restarted.stop()

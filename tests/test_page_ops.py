@@ -26,6 +26,7 @@ from tasks.ops import series, sessions
 from tests.browser import TIMEOUT_S
 from tests.conftest import WebApp, run_async, wait_for
 from tests.test_ops_api import HASH, PASSWORD, store_job, stored_jobs  # noqa: F401 - stored_jobs is a fixture
+from tests.test_page_faults import OwnApp
 from tests.test_sockets import NOTIFY, ROOT, RawPage
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_backend_exceptions")]
@@ -42,9 +43,10 @@ REVEALING = {"rows", "types", "workers", "waiting", "points", "queue_depth", "qu
 
 
 @pytest.fixture(scope="module")
-def web(settings: Settings) -> Iterator[WebApp]:
-    """The app with the console on (memory state manager), for this module only."""
-    app = WebApp(settings, {"OPS_PASSWORD_HASH": HASH, "OPS_LOGINS_PER_MINUTE": "3"})
+def web() -> Iterator[WebApp]:
+    """The app with the console on (memory state manager), for this module only: on ports and in a web
+    folder of its own, since the session's app may be up too."""
+    app = OwnApp("ops", 40, OPS_PASSWORD_HASH=HASH, OPS_LOGINS_PER_MINUTE="3")
     app.start()
     yield app
     app.stop()
