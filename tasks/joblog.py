@@ -260,6 +260,10 @@ class JobLogWriter:
 CONSUMER_MAX_AGE_S = 30.0
 # How long a read waits for the first record of a partition whose watermarks say it is empty.
 EMPTY_WAIT_S = 0.3
+# A fenced read that gets nothing this long starts again STEP_BACK records earlier (then 16 times as
+# far back each time), down to the partition's first offset.
+STALL_S = 1.0
+STEP_BACK = 1_000
 # How long `last` follows a log that is still being written before it answers with what it has.
 CHASE_S = 0.25
 # How far back from the end `last` looks for the last state, in turn, past the lines a job wrote
@@ -406,35 +410,54 @@ class JobLogReader:
         # the records they hold, and taking "nothing" for an answer there could start a job again.)
         nothing = fence is None and watermarks[1] <= watermarks[0]
         deadline = began + (EMPTY_WAIT_S if nothing else self.timeout_s)
-        seen = False
-        while True:
-            # consume() waits for its full timeout unless the batch fills: keep the timeout short.
-            batch = consumer.consume(10_000, 0.005)
-            if not batch and time.monotonic() > deadline:
-                if not seen and nothing:
-                    return
-                raise JobLogError(
-                    f"the Kafka broker sent nothing from offset {start} of {place.topic}[{place.partition}]"
-                    f" in {self.timeout_s:g} s (watermarks {watermarks[0]}..{watermarks[1]}, seen {seen})"
-                )
-            for msg in batch:
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF and fence is None:
+        seen, stalled_at, back = False, began + STALL_S, STEP_BACK
+        own: Consumer | None = None  # a consumer of this read's own, after a stall
+        try:
+            while True:
+                # consume() waits for its full timeout unless the batch fills: keep the timeout short.
+                batch = consumer.consume(10_000, 0.005)
+                if not batch and fence is not None and not seen and time.monotonic() > stalled_at:
+                    # Records lie ahead (the fence at least), yet nothing comes (seen on the embedded broker
+                    # in a busy shared partition, cause unknown): go on with a consumer of its own, from
+                    # further back. A fenced read ends at its fence wherever it starts, and the caller
+                    # takes the last of the job's records.
+                    start, back = max(watermarks[0], start - back), back * 16
+                    own = consumer = self._start_over(own, place, start)
+                    stalled_at = time.monotonic() + STALL_S
+                    continue
+                if not batch and time.monotonic() > deadline:
+                    if not seen and nothing:
                         return
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    raise JobLogError(
+                        f"the Kafka broker sent nothing from offset {start} of {place.topic}[{place.partition}]"
+                        f" in {self.timeout_s:g} s (watermarks {watermarks[0]}..{watermarks[1]}, seen {seen})"
+                    )
+                for msg in batch:
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            raise JobLogError(f"cannot read the job's log: {error.str()}")
+                        if fence is None:
+                            return
                         continue
-                    raise JobLogError(f"cannot read the job's log: {error.str()}")
-                value, offset = msg.value(), msg.offset()
-                assert offset is not None
-                seen = True
-                if value is None and fence is not None and (FENCE_HEADER, fence) in (msg.headers() or ()):
+                    value, offset = msg.value(), msg.offset()
+                    assert offset is not None
+                    seen = True
+                    if value is None and fence is not None and (FENCE_HEADER, fence) in (msg.headers() or ()):
+                        return
+                    yield offset, (value if not place.shared or msg.key() == key else None)
+                deadline = time.monotonic() + self.timeout_s if batch else deadline
+                if seen and chase_s is not None and time.monotonic() - began > chase_s:
                     return
-                yield offset, (value if not place.shared or msg.key() == key else None)
-            if batch:
-                deadline = time.monotonic() + self.timeout_s
-            if seen and chase_s is not None and time.monotonic() - began > chase_s:
-                return
+        finally:
+            if own is not None:
+                own.close()
+
+    def _start_over(self, own: Consumer | None, place: LogPlace, start: int) -> Consumer:
+        """A read's own consumer (made on its first stall), assigned at `start`."""
+        consumer = own or self._new_consumer()
+        consumer.assign([TopicPartition(place.topic, place.partition, start)])
+        return consumer
 
     def last(self, job_id: str, fence: Callable[[], bytes] | None = None) -> JobState | None:
         """The job's last state record; None when its log has none; JobNotFound when it has no log.
