@@ -5,6 +5,7 @@ import reflex as rx
 from reflex.vars.object import ObjectVar
 
 from rxapp.components.job_card import card_button, error_callout, job_heading, params_line
+from rxapp.components.pager import pager
 from rxapp.components.param_field import SELECT_STYLE
 from rxapp.state.history import FILTERS, HistoryRow, HistoryState
 from rxapp.state.log import LogState
@@ -70,33 +71,6 @@ def history_row(row: ObjectVar[HistoryRow]) -> rx.Component:
     )
 
 
-def pager() -> rx.Component:
-    return rx.hstack(
-        rx.button(
-            rx.icon("chevron-left", size=14),
-            "Newer",
-            on_click=HistoryState.newer,
-            disabled=HistoryState.page_number <= 1,
-            variant="soft",
-            size="1",
-            custom_attrs={"data-testid": "history-newer"},
-        ),
-        rx.text("Page ", HistoryState.page_number, size="2", custom_attrs={"data-testid": "history-page"}),
-        rx.button(
-            "Older",
-            rx.icon("chevron-right", size=14),
-            on_click=HistoryState.older,
-            disabled=~HistoryState.has_older,
-            variant="soft",
-            size="1",
-            custom_attrs={"data-testid": "history-older"},
-        ),
-        align="center",
-        justify="center",
-        width="100%",
-    )
-
-
 def history_view() -> rx.Component:
     return rx.vstack(
         rx.hstack(
@@ -133,7 +107,7 @@ def history_view() -> rx.Component:
                 rx.cond(~HistoryState.loaded, rx.text("Loading…", size="2", color_scheme="gray")),
             ),
         ),
-        rx.cond((HistoryState.page_number > 1) | HistoryState.has_older, pager()),
+        rx.cond((HistoryState.page_number > 1) | HistoryState.has_older, pager(HistoryState, "history")),
         spacing="3",
         width="100%",
         custom_attrs={"data-testid": "history-view"},

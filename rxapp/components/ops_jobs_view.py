@@ -6,6 +6,7 @@ from reflex.event import EventType
 from reflex.vars.object import ObjectVar
 
 from rxapp.components.job_card import card_button, error_callout, status_badge
+from rxapp.components.pager import pager
 from rxapp.components.param_field import SELECT_STYLE
 from rxapp.state.ops_jobs import STATUS_FILTERS, OpsJobsState, OpsRow
 from rxapp.state.ops_log import OpsLogState
@@ -102,33 +103,6 @@ def ops_row(row: ObjectVar[OpsRow]) -> rx.Component:
     )
 
 
-def pager() -> rx.Component:
-    return rx.hstack(
-        rx.button(
-            rx.icon("chevron-left", size=14),
-            "Newer",
-            on_click=OpsJobsState.newer,
-            disabled=OpsJobsState.page_number <= 1,
-            variant="soft",
-            size="1",
-            custom_attrs={"data-testid": "ops-newer"},
-        ),
-        rx.text("Page ", OpsJobsState.page_number, size="2", custom_attrs={"data-testid": "ops-page"}),
-        rx.button(
-            "Older",
-            rx.icon("chevron-right", size=14),
-            on_click=OpsJobsState.older,
-            disabled=~OpsJobsState.has_older,
-            variant="soft",
-            size="1",
-            custom_attrs={"data-testid": "ops-older"},
-        ),
-        align="center",
-        justify="center",
-        width="100%",
-    )
-
-
 def ops_jobs_view() -> rx.Component:
     return rx.vstack(
         filters(),
@@ -150,7 +124,7 @@ def ops_jobs_view() -> rx.Component:
                 rx.text("No jobs.", size="2", color_scheme="gray", custom_attrs={"data-testid": "ops-empty"}),
             ),
         ),
-        rx.cond((OpsJobsState.page_number > 1) | OpsJobsState.has_older, pager()),
+        rx.cond((OpsJobsState.page_number > 1) | OpsJobsState.has_older, pager(OpsJobsState, "ops")),
         spacing="3",
         width="100%",
         custom_attrs={"data-testid": "ops-jobs"},
