@@ -260,10 +260,15 @@ class JobLogWriter:
 CONSUMER_MAX_AGE_S = 30.0
 # How long a read waits for the first record of a partition whose watermarks say it is empty.
 EMPTY_WAIT_S = 0.3
-# A fenced read that gets nothing this long starts again STEP_BACK records earlier (then 16 times as
-# far back each time), down to the partition's first offset.
-STALL_S = 1.0
-STEP_BACK = 1_000
+# How long the broker may hold a read's fetch: short, so a read gets to the end of a partition at once
+# (at the end, a fetch waits this long for new records) and an offset lookup never waits behind a fetch.
+FETCH_WAIT_MS = 1
+# A broker may answer such short fetches with nothing, neither records nor "end of partition", for as
+# long as reading its storage takes more than their wait (Tansu does, once a partition holds a few
+# thousand batches). A read that gets no answer for STALL_S goes on from where it is with a consumer of
+# its own whose fetches may wait PATIENT_FETCH_WAIT_MS.
+STALL_S = 0.25
+PATIENT_FETCH_WAIT_MS = 500
 # How long `last` follows a log that is still being written before it answers with what it has.
 CHASE_S = 0.25
 # How far back from the end `last` looks for the last state, in turn, past the lines a job wrote
@@ -276,6 +281,12 @@ POOL_WAIT_S = 5.0
 # Most records one filtered page reads through (a page of lines in a log of a million steps
 # comes in several pages, some of them empty, rather than as one long read).
 SCAN_MAX = 100_000
+
+
+def _raise_unless_end(error: KafkaError) -> None:
+    """A consumed message's error is "end of partition" or a failed read."""
+    if error.code() != KafkaError._PARTITION_EOF:
+        raise JobLogError(f"cannot read the job's log: {error.str()}")
 
 
 class JobLogReader:
@@ -308,7 +319,7 @@ class JobLogReader:
         self._ready = threading.Condition()
         self._reaper: threading.Thread | None = None
 
-    def _new_consumer(self) -> Consumer:
+    def _new_consumer(self, fetch_wait_ms: int = FETCH_WAIT_MS) -> Consumer:
         return Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap_servers,
@@ -319,8 +330,7 @@ class JobLogReader:
                 # A start the broker calls out of range (before its retention's start, or past an end
                 # it reports late) is read from the beginning: a jump to the end would miss records.
                 "auto.offset.reset": "earliest",
-                # Short, so an offset lookup never waits long behind a fetch in flight.
-                "fetch.wait.max.ms": 1,
+                "fetch.wait.max.ms": fetch_wait_ms,
                 "allow.auto.create.topics": False,
             }
         )
@@ -410,54 +420,47 @@ class JobLogReader:
         # the records they hold, and taking "nothing" for an answer there could start a job again.)
         nothing = fence is None and watermarks[1] <= watermarks[0]
         deadline = began + (EMPTY_WAIT_S if nothing else self.timeout_s)
-        seen, stalled_at, back = False, began + STALL_S, STEP_BACK
-        own: Consumer | None = None  # a consumer of this read's own, after a stall
+        seen, answered_at, position = False, began, start
+        patient: Consumer | None = None  # this read's own consumer, once the pooled one got no answer
         try:
             while True:
                 # consume() waits for its full timeout unless the batch fills: keep the timeout short.
                 batch = consumer.consume(10_000, 0.005)
-                if not batch and fence is not None and not seen and time.monotonic() > stalled_at:
-                    # Records lie ahead (the fence at least), yet nothing comes (seen on the embedded broker
-                    # in a busy shared partition, cause unknown): go on with a consumer of its own, from
-                    # further back. A fenced read ends at its fence wherever it starts, and the caller
-                    # takes the last of the job's records.
-                    start, back = max(watermarks[0], start - back), back * 16
-                    own = consumer = self._start_over(own, place, start)
-                    stalled_at = time.monotonic() + STALL_S
+                now = time.monotonic()
+                if batch:
+                    answered_at = now
+                elif patient is None and not nothing and now - answered_at > STALL_S:
+                    consumer.unassign()
+                    patient = consumer = self._new_consumer(PATIENT_FETCH_WAIT_MS)
+                    consumer.assign([TopicPartition(place.topic, place.partition, position)])
+                    answered_at = now
                     continue
-                if not batch and time.monotonic() > deadline:
+                if not batch and now > deadline:
                     if not seen and nothing:
                         return
                     raise JobLogError(
-                        f"the Kafka broker sent nothing from offset {start} of {place.topic}[{place.partition}]"
+                        f"the Kafka broker sent nothing from offset {position} of {place.topic}[{place.partition}]"
                         f" in {self.timeout_s:g} s (watermarks {watermarks[0]}..{watermarks[1]}, seen {seen})"
                     )
                 for msg in batch:
                     error = msg.error()
                     if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            raise JobLogError(f"cannot read the job's log: {error.str()}")
+                        _raise_unless_end(error)
                         if fence is None:
                             return
                         continue
                     value, offset = msg.value(), msg.offset()
                     assert offset is not None
-                    seen = True
+                    seen, position = True, offset + 1
                     if value is None and fence is not None and (FENCE_HEADER, fence) in (msg.headers() or ()):
                         return
                     yield offset, (value if not place.shared or msg.key() == key else None)
-                deadline = time.monotonic() + self.timeout_s if batch else deadline
+                deadline = now + self.timeout_s if batch else deadline
                 if seen and chase_s is not None and time.monotonic() - began > chase_s:
                     return
         finally:
-            if own is not None:
-                own.close()
-
-    def _start_over(self, own: Consumer | None, place: LogPlace, start: int) -> Consumer:
-        """A read's own consumer (made on its first stall), assigned at `start`."""
-        consumer = own or self._new_consumer()
-        consumer.assign([TopicPartition(place.topic, place.partition, start)])
-        return consumer
+            if patient is not None:
+                patient.close()
 
     def last(self, job_id: str, fence: Callable[[], bytes] | None = None) -> JobState | None:
         """The job's last state record; None when its log has none; JobNotFound when it has no log.
