@@ -82,18 +82,18 @@ class JobLogAdmin:
 
     def create(self, job_id: str) -> bool:
         """Make sure the job's log has its topic: the job's own, with one partition (ordering), or the
-        shared one (its partitions checked once, and again after `forget`). An existing topic is fine.
-        True when the job's own topic was made just now: its log is empty (never in the shared
-        layout, whose topic other jobs share)."""
+        shared one (made and its partitions checked by the first job of the process, and again after
+        `forget`). An existing topic is fine. True when the job's own topic was made just now: its log
+        is empty (never in the shared layout, whose topic other jobs share)."""
         if not self.settings.shared_log:
             return self._create(NewTopic(topic_name(self.settings, job_id), 1, self.settings.kafka_replication_factor))
-        # Asked at every start, before anything else asks about it: a restarted broker may have lost it,
-        # and some brokers make a topic with their own defaults for any client that asks about it.
-        self._create_shared()
+        if not self._shared_checked:
+            self._create_shared()
         return False
 
     def forget(self) -> None:
-        """After a broker failure: the shared topic's partitions are checked again."""
+        """After a broker failure: the next job makes the shared topic again if the broker lost it, and
+        checks its partitions (a job that finds it missing fails its first try; see tasks.worker.runner)."""
         self._shared_checked = False
 
     def _create_shared(self) -> None:
@@ -104,10 +104,9 @@ class JobLogAdmin:
             self.settings.kafka_replication_factor,
             config={"retention.ms": str(retention_ms)},
         )
-        made = self._create(shared)
-        if made or not self._shared_checked:
-            self._check_partitions(shared.topic, shared.num_partitions)
-            self._shared_checked = True
+        self._create(shared)
+        self._check_partitions(shared.topic, shared.num_partitions)
+        self._shared_checked = True
 
     def _check_partitions(self, topic: str, count: int) -> None:
         """Wait until the broker's metadata shows every partition of the topic with a leader (a producer
@@ -264,11 +263,14 @@ EMPTY_WAIT_S = 0.3
 # (at the end, a fetch waits this long for new records) and an offset lookup never waits behind a fetch.
 FETCH_WAIT_MS = 1
 # A broker may answer such short fetches with nothing, neither records nor "end of partition", for as
-# long as reading its storage takes more than their wait (Tansu does, once a partition holds a few
-# thousand batches). A read that gets no answer for STALL_S goes on from where it is with a consumer of
-# its own whose fetches may wait PATIENT_FETCH_WAIT_MS.
+# long as reading its storage takes more than their wait (Tansu does once a partition holds about 2,000
+# batches; at 80,000 it takes about 80 ms). A read that gets no answer for STALL_S (plus its fetches'
+# wait) goes on from where it is with a consumer of its own whose fetches may wait longer, in turn
+# PATIENT_FETCH_WAITS_MS. The reader remembers the partition (up to PATIENT_PLACES_MAX of them), and
+# its next read there starts with that patience.
 STALL_S = 0.25
-PATIENT_FETCH_WAIT_MS = 500
+PATIENT_FETCH_WAITS_MS = (100, 1_000)
+PATIENT_PLACES_MAX = 1_024
 # How long `last` follows a log that is still being written before it answers with what it has.
 CHASE_S = 0.25
 # How far back from the end `last` looks for the last state, in turn, past the lines a job wrote
@@ -318,6 +320,8 @@ class JobLogReader:
         self._count = 0
         self._ready = threading.Condition()
         self._reaper: threading.Thread | None = None
+        # (topic, partition) -> the index in PATIENT_FETCH_WAITS_MS its last slow read needed
+        self._patience: dict[tuple[str, int], int] = {}
 
     def _new_consumer(self, fetch_wait_ms: int = FETCH_WAIT_MS) -> Consumer:
         return Consumer(
@@ -412,6 +416,9 @@ class JobLogReader:
         While a job runs, the end moves on as fast as it is read; with `chase_s`, reading stops
         after that long and the caller takes the newest record seen so far.
         """
+        level = self._patience.get((place.topic, place.partition), -1)
+        patient = None if level < 0 else self._new_consumer(PATIENT_FETCH_WAITS_MS[level])
+        consumer = patient or consumer  # the pooled one, or this read's own: the partition needs patience
         consumer.assign([TopicPartition(place.topic, place.partition, start)])
         began = time.monotonic()
         # An empty partition may never report its end; watermarks that say "empty" and no
@@ -421,18 +428,17 @@ class JobLogReader:
         nothing = fence is None and watermarks[1] <= watermarks[0]
         deadline = began + (EMPTY_WAIT_S if nothing else self.timeout_s)
         seen, answered_at, position = False, began, start
-        patient: Consumer | None = None  # this read's own consumer, once the pooled one got no answer
         try:
             while True:
                 # consume() waits for its full timeout unless the batch fills: keep the timeout short.
                 batch = consumer.consume(10_000, 0.005)
                 now = time.monotonic()
+                waits_s = (PATIENT_FETCH_WAITS_MS[level] if level >= 0 else FETCH_WAIT_MS) / 1000
                 if batch:
                     answered_at = now
-                elif patient is None and not nothing and now - answered_at > STALL_S:
-                    consumer.unassign()
-                    patient = consumer = self._new_consumer(PATIENT_FETCH_WAIT_MS)
-                    consumer.assign([TopicPartition(place.topic, place.partition, position)])
+                elif not nothing and now - answered_at > STALL_S + waits_s and level + 1 < len(PATIENT_FETCH_WAITS_MS):
+                    level += 1
+                    patient = consumer = self._more_patient(consumer, patient, place, position, level)
                     answered_at = now
                     continue
                 if not batch and now > deadline:
@@ -461,6 +467,22 @@ class JobLogReader:
         finally:
             if patient is not None:
                 patient.close()
+
+    def _more_patient(
+        self, current: Consumer, patient: Consumer | None, place: LogPlace, position: int, level: int
+    ) -> Consumer:
+        """The read's own consumer, whose fetches may wait PATIENT_FETCH_WAITS_MS[level], at `position`;
+        the one it replaces stops reading (closed when it was the read's own). The partition is
+        remembered: its next read starts with this patience."""
+        current.unassign()
+        if patient is not None:
+            patient.close()
+        consumer = self._new_consumer(PATIENT_FETCH_WAITS_MS[level])
+        consumer.assign([TopicPartition(place.topic, place.partition, position)])
+        if len(self._patience) >= PATIENT_PLACES_MAX:
+            self._patience.clear()
+        self._patience[(place.topic, place.partition)] = level
+        return consumer
 
     def last(self, job_id: str, fence: Callable[[], bytes] | None = None) -> JobState | None:
         """The job's last state record; None when its log has none; JobNotFound when it has no log.

@@ -203,6 +203,31 @@ def test_a_shared_topic_with_another_partition_count_is_named(c: Clients) -> Non
     assert f"{topic.topic} has 4 partitions in Kafka, and JOB_LOG_PARTITIONS says 12" in final.error
 
 
+def test_a_worker_process_makes_the_shared_topic_at_its_first_job_and_after_a_broker_failure(c: Clients) -> None:
+    # Not one CreateTopics a job (it cost a third of a small job's time): the first job of the process
+    # makes (or finds) the topic and checks its partitions; after a broker failure, the next job again.
+    shared = Clients(replace(c.settings, job_log_layout="shared", job_log_topic=f"jobs-{uuid.uuid4().hex[:8]}"))
+    asked: list[str] = []
+    create_topics = shared.admin._admin.create_topics
+
+    def counted(topics: list[NewTopic], **options):  # the real call, counted
+        asked.extend(topic.topic for topic in topics)
+        return create_topics(topics, **options)
+
+    shared.admin._admin.create_topics = counted  # type: ignore[method-assign,assignment]
+
+    def run() -> JobState:
+        job_id = str(uuid.uuid4())
+        progress.store(shared.redis, shared.settings, JobState(job_id, 0, 3, JobStatus.QUEUED, time.time()))
+        return runner.run_job(job_id, "count", {"n": 3}, shared)
+
+    assert [run().status for _ in range(3)] == [JobStatus.SUCCEEDED] * 3
+    assert asked == [shared.settings.job_log_topic]
+    shared.reset_writer()  # what a job that could not write its log does
+    assert run().status is JobStatus.SUCCEEDED
+    assert asked == [shared.settings.job_log_topic] * 2
+
+
 def test_the_api_answers_from_kafka_and_503_while_redis_is_down(own_redis, start_worker, tmp_path: Path):
     """Through HTTP, on an API server of its own whose Redis the test stops and starts again."""
     server, own = own_redis
