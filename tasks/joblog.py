@@ -291,6 +291,11 @@ def _raise_unless_end(error: KafkaError) -> None:
         raise JobLogError(f"cannot read the job's log: {error.str()}")
 
 
+def _stall_s(level: int) -> float:
+    """How long a read waits for an answer before it turns more patient (level -1: the pool's consumer)."""
+    return STALL_S + (PATIENT_FETCH_WAITS_MS[level] if level >= 0 else FETCH_WAIT_MS) / 1000
+
+
 class JobLogReader:
     """Reads job topics with a small pool of long-lived consumers: no group, no consumer per call.
 
@@ -420,6 +425,7 @@ class JobLogReader:
         patient = None if level < 0 else self._new_consumer(PATIENT_FETCH_WAITS_MS[level])
         consumer = patient or consumer  # the pooled one, or this read's own: the partition needs patience
         consumer.assign([TopicPartition(place.topic, place.partition, start)])
+        stall_s = _stall_s(level)
         began = time.monotonic()
         # An empty partition may never report its end; watermarks that say "empty" and no
         # record within EMPTY_WAIT_S mean it is. (Reading on from the reported end of a partition that
@@ -433,13 +439,12 @@ class JobLogReader:
                 # consume() waits for its full timeout unless the batch fills: keep the timeout short.
                 batch = consumer.consume(10_000, 0.005)
                 now = time.monotonic()
-                waits_s = (PATIENT_FETCH_WAITS_MS[level] if level >= 0 else FETCH_WAIT_MS) / 1000
                 if batch:
                     answered_at = now
-                elif not nothing and now - answered_at > STALL_S + waits_s and level + 1 < len(PATIENT_FETCH_WAITS_MS):
+                elif not nothing and now - answered_at > stall_s and level + 1 < len(PATIENT_FETCH_WAITS_MS):
                     level += 1
                     patient = consumer = self._more_patient(consumer, patient, place, position, level)
-                    answered_at = now
+                    stall_s, answered_at = _stall_s(level), now
                     continue
                 if not batch and now > deadline:
                     if not seen and nothing:
