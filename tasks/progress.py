@@ -41,6 +41,15 @@ if holder and holder ~= ARGV[1] then return 0 end
 redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
 return 1
 """
+# A run's end: if the lease is ours (or lapsed and free), release it and take the job off the running
+# jobs; report 0 if another runner took it.
+END_RUN = """
+local holder = redis.call('get', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[1])
+redis.call('hdel', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 SNAPSHOT_PREFIX = f"{KEY_PREFIX}job:"
@@ -213,6 +222,11 @@ class Lease:
         (pipe or self.client).eval(RELEASE_LEASE, 1, lease_key(self.job_id), self.token)
 
 
+def end_run(pipe: redis.client.Pipeline, lease: Lease) -> None:
+    """Add 'release the lease if it is still ours, and take the job off the running jobs' to `pipe`."""
+    pipe.eval(END_RUN, 2, lease_key(lease.job_id), RUNNING_KEY, lease.token, lease.job_id)
+
+
 class LeaseLost(RuntimeError):
     """Another runner holds this job's lease: this one must stop writing at once."""
 
@@ -245,6 +259,7 @@ class ProgressPublisher:
         self.backoff_s = 0.1
         self.messages = 0
         self.cancel_requested = False
+        self.ended = False  # the run's lease released by its final publish
         # The step last published: each publish adds the steps since to the console's per-minute
         # count (tasks.ops.series); a run's first publish (maybe a resume) adds none.
         self.counted_step: int | None = None
@@ -271,20 +286,24 @@ class ProgressPublisher:
         return self.cancel_requested
 
     def publish_final(self, state: JobState, attempts: int = 5) -> None:
-        """The final state must arrive: retry a few times with backoff, then leave it to Kafka."""
+        """The final state must arrive: retry a few times with backoff, then leave it to Kafka. With a
+        lease, the same round trip ends the run (see end_run) and `ended` becomes True."""
         for attempt in range(attempts):
             try:
-                self._send(state)
+                self._send(state, final=True)
+                self.ended = self.lease is not None
                 return
             except redis.RedisError as exc:
                 log.warning("final state of job %s not published (%s)", self.job_id, exc)
                 time.sleep(0.2 * 2**attempt)
 
-    def _send(self, state: JobState) -> None:
+    def _send(self, state: JobState, final: bool = False) -> None:
         pipe = self.client.pipeline(transaction=False)
         queue_store(pipe, self.settings, state)
         pipe.exists(cancel_key(self.job_id))
-        if self.lease is not None:
+        if self.lease is not None and final:
+            end_run(pipe, self.lease)
+        elif self.lease is not None:
             pipe.eval(RENEW_LEASE, 1, lease_key(self.job_id), self.lease.token, LEASE_MS)
         if self.owner_index is not None:
             pipe.zadd(self.owner_index, {self.job_id: state.started_at or state.ts}, nx=True)

@@ -54,27 +54,28 @@ def run_job(job_id: str, job_type: str, params: dict[str, Any], c: Clients, owne
         log.info("job %s is run by another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.QUEUED, time.time())
     pipe = c.redis.pipeline(transaction=False)
+    pipe.exists(progress.cancel_key(job_id))
     progress.add_to_index(pipe, job_id)  # a task sent without a submit, too
     queue.leave(pipe, job_id)
     pipe.hset(progress.RUNNING_KEY, job_id, json.dumps({"type": job_type, "params": params, "owner": owner}))
     pipe.set(progress.params_key(job_id), json.dumps(params), ex=c.settings.retention_s or None)
     if owner is not None:
         progress.keep_owner(pipe, c.settings, job_id, owner)
-    pipe.execute()
+    cancelled = bool(pipe.execute()[0])
     owner_index = owners.owner_key(owner) if owner is not None and owners.is_owner_id(owner) else None
     publisher = progress.ProgressPublisher(c.redis, c.settings, job_id, lease, owner_index)
     try:
-        final = _run_with_one_retry(job_id, job_type, params, c, publisher, owner)
+        final = _run_with_one_retry(job_id, job_type, params, c, publisher, owner, cancelled)
     except progress.LeaseLost:
         log.warning("job %s was handed to another worker; this copy stops", job_id)
         return progress.load(c.redis, job_id) or JobState(job_id, 0, 0, JobStatus.RUNNING, time.time())
     except BaseException:
         lease.release()
         raise
-    pipe = c.redis.pipeline(transaction=False)
-    pipe.hdel(progress.RUNNING_KEY, job_id)
-    lease.release(pipe)
-    pipe.execute()
+    if not publisher.ended:  # the final publish, which ends the run, never got through: end it now
+        pipe = c.redis.pipeline(transaction=False)
+        progress.end_run(pipe, lease)
+        pipe.execute()
     return final
 
 
@@ -85,12 +86,14 @@ def _run_with_one_retry(
     c: Clients,
     publisher: progress.ProgressPublisher,
     owner: str | None,
+    cancelled: bool,
 ) -> JobState:
     """Run; after a Kafka failure, once more with a new producer (a broker restarted since the
-    last job fences the old one), as after a lost worker; then fail the job."""
+    last job fences the old one), as after a lost worker; then fail the job. `cancelled`: whether
+    it was asked to cancel when its run began (the retry asks again)."""
     try:
         try:
-            return _run_leased(job_id, job_type, params, c, publisher, WORKER_LOST, owner)
+            return _run_leased(job_id, job_type, params, c, publisher, WORKER_LOST, owner, cancelled)
         except JobLogError as exc:
             log.warning("job %s: %s; trying again with a new producer", job_id, exc)
             c.reset_writer()
@@ -107,10 +110,14 @@ def _run_leased(
     publisher: progress.ProgressPublisher,
     interrupted: str,
     owner: str | None = None,
+    cancelled: bool | None = None,
 ) -> JobState:
     """Start, resume or restart the job from what its log holds; raises JobLogError when Kafka
-    cannot be used. `interrupted` says what stopped an earlier run, if the log shows one."""
-    if c.redis.exists(progress.cancel_key(job_id)) and not _has_log(c, job_id):
+    cannot be used. `interrupted` says what stopped an earlier run, if the log shows one;
+    `cancelled` whether the job was asked to cancel just before (None: not known, ask Redis)."""
+    if cancelled is None:
+        cancelled = bool(c.redis.exists(progress.cancel_key(job_id)))
+    if cancelled and not _has_log(c, job_id):
         # Cancelled before it ever started: no step ran, and no topic is made for it.
         queued = progress.load(c.redis, job_id, indexed=False)
         final = (
@@ -136,7 +143,9 @@ def _run_leased(
     except InvalidInput as exc:  # the catalog changed since the job was queued
         return _finish(c, publisher, _final(job_id, job_type, params, JobStatus.FAILED, last, error=str(exc)))
     total = last.total if last is not None else job.total(params) if job.total is not None else 0
-    if c.redis.exists(progress.cancel_key(job_id)):  # cancelled before it started: no step runs
+    if not new_log:  # the read of the log took a while: was it cancelled meanwhile?
+        cancelled = bool(c.redis.exists(progress.cancel_key(job_id)))
+    if cancelled:  # cancelled before it started: no step runs
         return _finish(c, publisher, _final(job_id, job_type, params, JobStatus.CANCELLED, last, total))
     started_at, resume_after, how = now, 0, None
     if last is not None:  # an earlier run of this job was interrupted
