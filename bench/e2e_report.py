@@ -22,6 +22,9 @@ PUBLISH_TO_PAGE = "issue 4: publish to page"
 # Issue 17: a job's end reaches its pages unpaced, and every page gets a smooth bar.
 STATUS_CHANGE_P99_MS = {"200": 100.0}
 STATUS_CHANGE = "issue 17: a job's end to its page"
+# Issue 17: the backend's CPU per page update at the most pages, with the page state in memory.
+BACKEND_MS_PER_UPDATE_LIMITS = {"200": 0.4}
+BACKEND_MS_PER_UPDATE = "issue 17: the backend's CPU per page update"
 MIN_UPDATES_PER_S = 5.0
 
 
@@ -53,6 +56,10 @@ def described_targets(results: dict[str, Any]) -> list[tuple[Target, str]]:
     for c, limit in STATUS_CHANGE_P99_MS.items():
         if c in counts:
             described.append((Target(f"e2e_status_change_ms.{c}.p99", "<=", limit, " ms"), STATUS_CHANGE))
+    for c, limit in BACKEND_MS_PER_UPDATE_LIMITS.items():
+        if c in results.get("e2e_cpu", {}):
+            cost = Target(f"e2e_cpu.{c}.backend_ms_per_update", "<=", limit, " ms")
+            described.append((cost, BACKEND_MS_PER_UPDATE))
     for c, rate in results.get("e2e_min_updates_per_s", {}).items():
         if rate is not None:  # None: no job ran for a second
             smooth = Target(f"e2e_min_updates_per_s.{c}", ">=", MIN_UPDATES_PER_S, "/s")
