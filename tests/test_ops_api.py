@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import httpx
@@ -86,11 +86,34 @@ def operator_token() -> Iterator[str]:
     clients().tokens.revoke(name)
 
 
-def redis_state(c: Clients) -> tuple[set[bytes], list[Any], int]:
-    """What a request could change in Redis: its keys, the line of queued jobs, Celery's queue."""
-    keys = set(c.redis.scan_iter(count=1000))
-    line = cast(list[Any], c.redis.zrange(queue.QUEUE_KEY, 0, -1))
-    return keys, line, int(c.redis.llen("celery"))  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class RedisState:
+    """What a request could change in Redis: its keys (and which of them expire), the line of queued
+    jobs, Celery's queue."""
+
+    keys: frozenset[bytes]
+    expiring: frozenset[bytes]
+    line: tuple[Any, ...]
+    celery_queue: int
+
+
+def redis_state(c: Clients) -> RedisState:
+    keys = list(c.redis.scan_iter(count=1000))
+    pipe = c.redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.pttl(key)
+    expiring = frozenset(key for key, ttl in zip(keys, pipe.execute(), strict=True) if ttl > 0)
+    line = tuple(cast(list[Any], c.redis.zrange(queue.QUEUE_KEY, 0, -1)))
+    return RedisState(frozenset(keys), expiring, line, int(c.redis.llen("celery")))  # type: ignore[arg-type]
+
+
+def assert_unchanged(c: Clients, before: RedisState, what: str) -> None:
+    """Redis is as it was `before`, but for keys that expired meanwhile (an earlier test's, say)."""
+    now = redis_state(c)
+    assert not now.keys - before.keys, f"{what}: keys made {sorted(now.keys - before.keys)[:5]}"
+    gone = before.keys - now.keys - before.expiring
+    assert not gone, f"{what}: keys deleted {sorted(gone)[:5]}"
+    assert (now.line, now.celery_queue) == (before.line, before.celery_queue), what
 
 
 def store_job(c: Clients, job_type: str, first_ts: float, status: JobStatus = JobStatus.SUCCEEDED, **kw: Any) -> str:
@@ -166,7 +189,7 @@ def test_with_the_console_off_every_ops_route_is_absent(c: Clients, monkeypatch:
         answer = call(client, method, path, body)
         assert (answer.status_code, answer.json()) == (404, absent.json()), path
         assert "set-cookie" not in answer.headers
-    assert redis_state(c) == before
+    assert_unchanged(c, before, "no request to the absent console changed anything")
     monkeypatch.setattr(api, "openapi_schema", None)
     assert not [path for path in client.get("/openapi.json").json()["paths"] if path.startswith("/api/ops")]
 
@@ -225,7 +248,7 @@ def test_every_route_answers_401_with_one_body_to_every_bad_credential_and_chang
             "/api/ops/actions/cancel-queued", content=b"{", headers={"content-type": "application/json"}
         )
         assert broken.json() == DENIED, case
-    assert redis_state(c) == before, "no request changed anything"
+    assert_unchanged(c, before, "no request changed anything")
     # What an HTTP client cannot send but a raw one can: characters beyond ASCII in the signature.
     assert sessions.session_of(f"{expires}.{session_id}.{mac[:-1]}\u00e9", settings, c.redis) is None
     assert service.get_job(queued, c).status is JobStatus.QUEUED
@@ -576,7 +599,7 @@ def test_cancel_queued_asks_for_confirmation_then_cancels_that_type_only_a_bound
         assert refused.status_code == 400
         assert refused.json()["matching"] == 3
         assert "confirm" in refused.json()["error"]
-    assert redis_state(c) == before, "nothing done without confirm"
+    assert_unchanged(c, before, "nothing done without confirm")
     bad_bodies: list[Any] = [{"type": "", "confirm": True}, {"type": "nested", "confirm": "yes"}, {"confirm": True},
                              {"type": "nested", "confirm": True, "all": True}, []]  # fmt: skip
     for bad in bad_bodies:
