@@ -1,13 +1,12 @@
 """Issue 16's console figures: the operator's console (/ops) in headless Chromium with `ops_jobs` finished
 jobs in the history store: the first paint of its list, and a change of its status filter.
 
-The jobs go in through the store's own write path (HistoryStore.write of stored_record batches, as the
-history consumer writes them) into a database of this phase's own, and into Redis' job index as their
-submits would have. The app is `reflex run --env prod` with the console on; Chromium logs in once through
-the form, then each first paint is a new tab of that logged-in browser opening /ops. The baseline is the
-same first paint with the store empty ("No jobs."), measured in the same run, in turns with the full one
-(the store filled, then emptied again): Reflex's own page start, socket and events on this machine, with
-no list to read or draw.
+The jobs go in through the store's own write path (bench.ops_store) into a database of this phase's own,
+and into Redis' job index as their submits would have. The app is `reflex run --env prod` with the console
+on; Chromium logs in once through the form, then each first paint is a new tab of that logged-in browser
+opening /ops. The baseline is the same first paint with the store empty ("No jobs."), measured in the same
+run, in turns with the full one (the store filled, then emptied again): Reflex's own page start, socket
+and events on this machine, with no list to read or draw.
 
 `python -m bench.ops [--quick]` runs this phase alone (on the bench's environment, or the one given).
 """
@@ -17,39 +16,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import statistics
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from playwright.async_api import BrowserContext, Page, ViewportSize, async_playwright
 
-from bench import ops_report
+from bench import ops_report, ops_store
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick, summarize
 from bench.stack import BenchError, BenchStack
 from bench.webapp import ReflexApp
-from settings import Settings, use_environment
+from settings import use_environment
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS
-from tasks import progress
-from tasks.history.store import HistoryStore, StoredRecord, stored_record
-from tasks.joblog import job_partition
-from tasks.model import JobState, JobStatus
+from tasks.history.store import HistoryStore
 from tasks.ops import sessions
 from tasks.ops.passwords import hash_password
 
 PASSWORD = "bench operator password"
-# Finished jobs as a busy team's store holds them: mostly succeeded, some failed, a few cancelled.
-STATUS_WEIGHTS = {JobStatus.SUCCEEDED: 14, JobStatus.FAILED: 4, JobStatus.CANCELLED: 2}
-OWNERS = 12
-# Their starts are spread over this many hours before the run (within JOB_RETENTION_HOURS).
-SPREAD_HOURS = 72
-# Records written per transaction: the history consumer's BATCH_MAX.
-WRITE_BATCH = 5_000
 # The filter changes cycle through these, so each one changes every row shown.
 FILTER_CYCLE = ("failed", "cancelled", "succeeded")
 # Loads of /ops before the timed ones: the browser's cache holds the page's scripts, as a person's would.
@@ -145,86 +132,6 @@ class Measured:
     empty: list[Paint] = field(default_factory=list)
     full: list[Paint] = field(default_factory=list)
     filter_changes: list[float] = field(default_factory=list)
-
-
-# -- the jobs --------------------------------------------------------------------------------------
-
-
-def job_states(count: int, job_types: list[str], now: float, seed: int = 16) -> list[JobState]:
-    """`count` finished jobs of every type, several owners and mixed statuses, oldest first: each its first
-    record (running, who submitted it and with what) and its final one, as a worker writes them."""
-    rng = random.Random(seed)
-    owners = [f"t-bench{rng.getrandbits(48):012x}" for _ in range(OWNERS)]
-    statuses, weights = list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values())
-    states: list[JobState] = []
-    for i in range(count):
-        job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        job_type = job_types[i % len(job_types)]
-        params, total = job_params(job_type, rng)
-        started = now - SPREAD_HOURS * 3600 * (count - i) / count
-        ended = started + rng.uniform(0.2, 300)
-        status = rng.choices(statuses, weights)[0]
-        step = total if status is JobStatus.SUCCEEDED else rng.randint(0, total)
-        owner = rng.choice(owners)
-        first = JobState(job_id, 0, total, JobStatus.RUNNING, started, job_type=job_type, owner=owner, params=params)
-        final = JobState(
-            job_id,
-            step,
-            total,
-            status,
-            ended,
-            job_type=job_type,
-            params=params,
-            error="ValueError: the bench's failure" if status is JobStatus.FAILED else None,
-            result=step if status is JobStatus.SUCCEEDED else None,
-        )
-        states += [first, final]
-    return states
-
-
-def job_params(job_type: str, rng: random.Random) -> tuple[dict[str, Any], int]:
-    """Params of the kind each type takes, and its steps."""
-    if job_type == "count":
-        n = rng.choice((10, 100, 1_000, 50_000))
-        return {"n": n}, n
-    if job_type == "primes":
-        segments = rng.choice((10, 100, 1_000))
-        return {"limit": rng.choice((10**6, 10**7, 10**8)), "segments": segments}, segments
-    if job_type == "text_stats":
-        return {"text": "the quick brown fox jumps over the lazy dog " * rng.randint(1, 20), "top": 5}, 1
-    return {"lines": rng.choice((100, 10_000))}, 1
-
-
-def stored(settings: Settings, states: list[JobState]) -> Iterator[StoredRecord]:
-    """The records as the consumer reads them from the shared layout's topic: each job's records in its
-    partition, at the partition's next offsets."""
-    offsets: dict[int, int] = {}
-    for state in states:
-        partition = job_partition(state.job_id, settings.job_log_partitions)
-        offset = offsets[partition] = offsets.get(partition, -1) + 1
-        record = stored_record(settings.job_log_topic, partition, offset, state.to_json().encode())
-        if record is None:
-            raise BenchError(f"the store refused job {state.job_id}'s record")
-        yield record
-
-
-def fill(stack: BenchStack, store: HistoryStore, count: int) -> float:
-    """Write `count` finished jobs into the store (batches of WRITE_BATCH records, the consumer's path)
-    and into Redis' job index; the seconds it took."""
-    start = time.perf_counter()
-    job_types = sorted(stack.clients.catalog)
-    states = job_states(count, job_types, time.time())
-    records = list(stored(stack.settings, states))
-    for first in range(0, len(records), WRITE_BATCH):
-        store.write(records[first : first + WRITE_BATCH])
-    pipe = stack.redis.pipeline(transaction=False)
-    for state in states[::2]:
-        progress.add_to_index(pipe, state.job_id)
-    pipe.execute()
-    held = len(store.job_ids())
-    if held != count:
-        raise BenchError(f"the store holds {held} jobs, not the {count} written")
-    return time.perf_counter() - start
 
 
 # -- the browser -----------------------------------------------------------------------------------
@@ -350,7 +257,12 @@ def run(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
         with ReflexApp(stack, env=env) as web:
             tick("console app started")
             measured = asyncio.run(
-                measure(web.url, cfg.ops_repeats, lambda: filled.append(fill(stack, store, cfg.ops_jobs)), store.clear)
+                measure(
+                    web.url,
+                    cfg.ops_repeats,
+                    lambda: filled.append(ops_store.fill(stack, store, cfg.ops_jobs)),
+                    store.clear,
+                )
             )
             tick("console first paint")
     finally:
