@@ -20,7 +20,7 @@ from typing import Any
 import confluent_kafka
 from tqdm import tqdm
 
-from bench import baseline, e2e, e2e_redis, e2e_report, history, latency, lines, peer, pipeline, report, worker
+from bench import baseline, e2e, e2e_redis, e2e_report, history, latency, lines, ops, peer, pipeline, report, worker
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
 from bench.stack import BenchError, BenchStack
@@ -49,7 +49,8 @@ def units(cfg: Config) -> int:
         + cfg.e2e_profile
     )
     history_ticks = history.TICKS if cfg.history else 0
-    return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks + history_ticks
+    ops_ticks = ops.TICKS if cfg.ops_jobs else 0
+    return (len(cfg.ns) + len(cfg.baseline_ns) + 2) * cfg.repeats + 3 + 1 + 3 + e2e_ticks + history_ticks + ops_ticks
 
 
 def machine(stack: BenchStack) -> dict[str, Any]:
@@ -88,6 +89,7 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     results |= e2e.run(stack, cfg, tick)
     results |= peer.run(stack, cfg, tick)
     results |= hand_loop
+    results |= ops.run(stack, cfg, tick)
     # Last: it leaves a thousand job topics on the broker, which no later phase should have to list.
     results |= history.run(stack, cfg, tick)
     results["ratios"] = {
@@ -98,6 +100,7 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
         "recovery_read_baseline_vs_kafka": results["baseline_recovery_read_p95_ms"] / results["get_job_kafka_p95_ms"],
         **e2e_report.ratios(results),
         **history.ratios(results),
+        **ops.ratios(results),
     }
     return results
 

@@ -37,6 +37,10 @@ class Config:
     burst_step_delay_ms: float
     page_job_steps: int  # the job whose log pages are read from the store and from Kafka
     page_reads: int
+    # The operator's console (bench.ops): finished jobs in its store, and the timed loads and filter changes
+    # (each also for the empty store's loads). 0 jobs leaves the phase out.
+    ops_jobs: int
+    ops_repeats: int
 
     @property
     def n(self) -> int:
@@ -83,6 +87,8 @@ FULL = Config(
     burst_step_delay_ms=0.5,
     page_job_steps=5_000,
     page_reads=200,
+    ops_jobs=10_000,
+    ops_repeats=20,
 )
 
 QUICK = Config(
@@ -111,4 +117,6 @@ QUICK = Config(
     burst_step_delay_ms=0.5,
     page_job_steps=2_000,
     page_reads=50,
+    ops_jobs=1_000,
+    ops_repeats=5,
 )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import e2e_report, history_report, plots
+from bench import e2e_report, history_report, ops_report, plots
 from bench.targets import Target, lookup
 
 TARGETS = (
@@ -27,7 +27,12 @@ TARGETS = (
 
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with the measured value and whether it passed."""
-    targets = (*TARGETS, *e2e_report.targets(results), *history_report.targets(results))
+    targets = (
+        *TARGETS,
+        *e2e_report.targets(results),
+        *ops_report.targets(results),
+        *history_report.targets(results),
+    )
     return [target.check(results) for target in targets]
 
 
@@ -161,6 +166,7 @@ def markdown(results: dict[str, Any], plot_files: list[str]) -> str:
         "and checked: steps 1..N in order and a final `succeeded` record.",
     ]
     lines += e2e_report.markdown(results)
+    lines += ops_report.markdown(results)
     lines += history_report.markdown(results)
     lines += ["", *[f"![{Path(name).stem}]({name})" for name in plot_files], ""]
     return "\n".join(lines)

@@ -26,10 +26,18 @@ class ReflexApp:
 
     Reflex 0.10.1 serves with one granian worker process without Redis, and with (CPUs x 2 + 1) of them
     with its state in Redis (reflex.utils.processes.get_num_workers); `workers` sets their number
-    (granian's GRANIAN_WORKERS, which Reflex reads first)."""
+    (granian's GRANIAN_WORKERS, which Reflex reads first); `env` adds settings of the app's own (the
+    operator's console's password hash, another history store)."""
 
-    def __init__(self, stack: BenchStack, state_redis_url: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        stack: BenchStack,
+        state_redis_url: str | None = None,
+        workers: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.stack = stack
+        self.extra_env = env or {}
         self.port = stack.settings.backend_port
         self.url = f"http://localhost:{self.port}"
         self.state_redis_url = state_redis_url
@@ -52,7 +60,7 @@ class ReflexApp:
             env["REFLEX_REDIS_URL"] = self.state_redis_url
         if self.worker_count is not None:
             env["GRANIAN_WORKERS"] = str(self.worker_count)
-        return env
+        return env | self.extra_env
 
     def __enter__(self) -> ReflexApp:
         if http_ok(f"{self.url}/ping"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench import history, history_report
+from bench import history, history_report, ops, ops_report
 from bench.config import QUICK
 from bench.targets import lookup
 from settings import ENVIRONMENTS
@@ -81,8 +81,17 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     for key in history.KEYS:
         assert results[key] is None, f"{key} is measured only in the full run"
     assert not any(key.startswith("ratios.small_jobs_vs_noop") for key in checked)
+    # The operator's console (bench.ops), small: its first paints against the empty store's, its filter changes.
+    assert results["ops_jobs"] == QUICK.ops_jobs
+    for key in ("ops_first_paint_ms", "ops_first_paint_empty_ms", "ops_first_paint_after_hydrate_ms"):
+        assert 0 < results[key]["p50"] <= results[key]["p95"], (key, results[key])
+        assert results[key]["samples"] == QUICK.ops_repeats
+    assert results["ops_filter_change_ms"]["samples"] == QUICK.ops_repeats
+    assert results["ops_first_paint_after_hydrate_ms"]["p50"] < results["ops_first_paint_ms"]["p50"]
+    assert {"ops_first_paint_ms.p95", "ops_filter_change_ms.p95"} <= checked
     markdown = (tmp_path / "latest.md").read_text()
     assert markdown.startswith("# Jobstream benchmark")
+    assert "## The operator's console\n" in markdown
     assert "## Log layouts and the history store\n\nNot measured in this run" in markdown
     assert list(tmp_path.glob("*.png")), "plots are drawn"
 
@@ -114,3 +123,33 @@ def test_the_history_section_reports_each_layout_against_its_target() -> None:
     rows = [line for line in lines if line.startswith(("| topic |", "| shared |"))]
     assert [row.split(" | ")[5] for row in rows[:2]] == ["FAIL", "PASS"]
     assert "| shared | 40 / 90 / 95 ms |" in rows[2]
+
+
+def test_the_console_section_reports_first_paint_against_the_empty_store() -> None:
+    # bench.ops's figures and ratios, without running it: the targets are on the p95s.
+    def figure(p50: float, p95: float) -> dict[str, float]:
+        return {"p50": p50, "p95": p95, "max": p95 + 1, "samples": 20}
+
+    results: dict[str, Any] = {
+        "ops_jobs": 10_000,
+        "ops_store_write_s": 2.5,
+        "ops_first_paint_ms": figure(400.0, 600.0),
+        "ops_first_paint_after_hydrate_ms": figure(100.0, 150.0),
+        "ops_first_paint_empty_ms": figure(320.0, 400.0),
+        "ops_first_paint_empty_after_hydrate_ms": figure(50.0, 75.0),
+        "ops_first_paint_parts_ms": {
+            "full": {"to_socket_open": figure(250.0, 400.0), "hydrate_to_rows_message": figure(60.0, 90.0)},
+            "empty": {"to_socket_open": figure(240.0, 350.0)},
+        },
+        "ops_filter_change_ms": figure(40.0, 70.0),
+    }
+    results["ratios"] = ops.ratios(results)
+    assert results["ratios"]["ops_first_paint_vs_empty"] == {"p50": 1.25, "p95": 1.5}
+    assert results["ratios"]["ops_after_hydrate_vs_empty"] == {"p50": 2.0, "p95": 2.0}
+    checked = {t.key: t.passed(lookup(results, t.key)) for t in ops_report.targets(results)}
+    assert checked == {"ops_first_paint_ms.p95": False, "ops_filter_change_ms.p95": True}
+    lines = ops_report.markdown(results)
+    assert "| First paint of the list | 400 / 600 ms | 320 / 400 ms | 1.25x / 1.50x | < 300 ms | FAIL |" in lines
+    assert any(line.startswith("| Status filter change | 40 / 70 ms |") and line.endswith("| PASS |") for line in lines)
+    assert any(line.endswith("| 60 / 90 ms | - |") for line in lines), "a part the empty store has not: -"
+    assert ops_report.markdown(dict.fromkeys(ops.KEYS))[-1].startswith("Not measured in this run")

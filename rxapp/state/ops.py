@@ -65,17 +65,26 @@ class OpsState(rx.State):
 
     @rx.event
     async def load(self):
-        """On page load: is the console on, and does this socket carry an operator's session?"""
+        """On page load: is the console on, and does this socket carry an operator's session? Signed in,
+        the shown tab is read in this same event (its first delta brings the list with the console)."""
         self.enabled = clients().settings.ops_console
         self.signed_in = self.enabled and await operator_session(self) is not None
         self.checked = True
         if not self.signed_in:
             return None
-        return [*self._tab_loaders(), OpsState.refresh]
+        await self._read_tab(self.tab, first=True)
+        return OpsState.refresh
 
-    def _tab_loaders(self) -> list[Any]:
-        loaders = {"jobs": OpsJobsState.reload, "workers": OpsLiveState.load_workers, "charts": OpsLiveState.load_stats}
-        return [loaders[self.tab]] if self.tab in loaders else []
+    async def _read_tab(self, tab: str, first: bool = False) -> None:
+        """Read the tab's data into its state; the caller checked the operator's session. `first`: the
+        jobs' filters and page start over (the tab opened or the page loaded)."""
+        if tab == "jobs":
+            jobs = await self.get_state(OpsJobsState)
+            await (jobs._first_page() if first else jobs._refresh())
+        elif tab == "workers":
+            await (await self.get_state(OpsLiveState))._read_workers()
+        elif tab == "charts":
+            await (await self.get_state(OpsLiveState))._read_stats()
 
     @rx.event
     def log_in(self):
@@ -111,9 +120,9 @@ class OpsState(rx.State):
     @rx.event
     async def show_tab(self, tab: str):
         if tab not in TABS or await operator_session(self) is None:
-            return None
+            return
         self.tab = tab
-        return self._tab_loaders()
+        await self._read_tab(tab, first=True)
 
     @rx.event(background=True)
     async def refresh(self):
@@ -142,9 +151,4 @@ class OpsState(rx.State):
 
     async def _refresh_tab(self, tab: str) -> None:
         async with self:
-            if tab == "jobs":
-                await (await self.get_state(OpsJobsState))._refresh()
-            elif tab == "workers":
-                await (await self.get_state(OpsLiveState))._read_workers()
-            else:
-                await (await self.get_state(OpsLiveState))._read_stats()
+            await self._read_tab(tab)

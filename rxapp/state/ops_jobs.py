@@ -105,9 +105,13 @@ class OpsJobsState(rx.State):
 
     @rx.event
     async def reload(self):
-        """The first page (the tab opened, or the page loaded)."""
-        if await operator_session(self) is None:
-            return
+        """The first page."""
+        if await operator_session(self) is not None:
+            await self._first_page()
+
+    async def _first_page(self) -> None:
+        """The first page with the filters as they are (the tab opened, or the page loaded: OpsState reads
+        it within its own event, which checked the session)."""
         self.types = ["all", *sorted(clients().catalog)]
         await self._load([None])
 
