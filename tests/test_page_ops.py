@@ -248,14 +248,11 @@ def console_events(job_id: str, queued: str) -> list[tuple[str, dict[str, str]]]
     """Every kind of console event, naming a stored job and a queued one."""
     return [
         (f"{OPS}.show_tab", {"tab": "workers"}),
-        (f"{OPS_JOBS}.reload", {}),
         (f"{OPS_JOBS}.filter_status", {"value": "failed"}),
         (f"{OPS_JOBS}.search", {"prefix": job_id[:8]}),
         (f"{OPS_JOBS}.older", {}),
         (f"{OPS_JOBS}.cancel", {"job_id": queued}),
         (f"{OPS_JOBS}.rerun", {"job_id": job_id}),
-        (f"{OPS_LIVE}.load_workers", {}),
-        (f"{OPS_LIVE}.load_stats", {}),
         (f"{OPS_BULK}.ask", {"action": "cancel-queued"}),
         (f"{OPS_BULK}.confirm", {}),
         (f"{OPS_LOG}.open", {"job_id": job_id}),
@@ -319,7 +316,7 @@ def test_console_events_without_a_login_get_nothing_and_change_nothing(
     # The same client with a real login is answered: the test above would see it if it leaked.
     on = replace(settings, ops_password_hash=HASH)
     value = sessions.login(PASSWORD, "192.0.2.77", on, c.redis)
-    answered = send_raw(web, value, [(f"{OPS_JOBS}.reload", {})])
+    answered = send_raw(web, value, [(f"{OPS_JOBS}.filter_status", {"value": "all"})])
     assert job_id in json.dumps(answered.deltas(OPS_JOBS))
     service.cancel_job(queued, c)
 
@@ -352,7 +349,9 @@ def test_with_the_console_off_the_page_says_so_and_its_events_answer_nothing(
     # A cookie that would be valid with the console on: off, nothing takes it.
     value = sessions.login(PASSWORD, "192.0.2.78", replace(settings, ops_password_hash=HASH), c.redis)
     backend = cast(WebApp, SimpleNamespace(backend=console_off_backend))
-    raw = send_raw(backend, value, [(f"{OPS_JOBS}.reload", {}), (f"{OPS_LIVE}.load_workers", {})])
+    raw = send_raw(
+        backend, value, [(f"{OPS_JOBS}.filter_status", {"value": "all"}), (f"{OPS}.show_tab", {"tab": "workers"})]
+    )
     loaded = {key: value for delta in raw.deltas(OPS) for key, value in delta.items()}
     assert (loaded["checked_rx_state_"], loaded["enabled_rx_state_"]) == (True, False)
     assert job_id not in json.dumps(raw.updates)

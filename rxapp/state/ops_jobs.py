@@ -103,12 +103,6 @@ class OpsJobsState(rx.State):
     def _lists(self, job_id: str) -> bool:
         return job_id in self._listed
 
-    @rx.event
-    async def reload(self):
-        """The first page."""
-        if await operator_session(self) is not None:
-            await self._first_page()
-
     async def _first_page(self) -> None:
         """The first page with the filters as they are (the tab opened, or the page loaded: OpsState reads
         it within its own event, which checked the session)."""

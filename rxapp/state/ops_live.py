@@ -12,7 +12,6 @@ from typing import Any
 import reflex as rx
 
 from rxapp.jobview import format_seconds
-from rxapp.state.ops_gate import operator_session
 from tasks.clients import clients
 from tasks.model import FINISHED, ServiceUnavailable
 from tasks.ops import stats as ops_stats
@@ -67,16 +66,6 @@ class OpsLiveState(rx.State):
     @rx.var
     def finished_last_hour(self) -> int:
         return sum(int(v) for point in self.points for k, v in point.items() if k in FINISHED_KEYS and v)
-
-    @rx.event
-    async def load_workers(self):
-        if await operator_session(self) is not None:
-            await self._read_workers()
-
-    @rx.event
-    async def load_stats(self):
-        if await operator_session(self) is not None:
-            await self._read_stats()
 
     async def _read_workers(self) -> None:
         try:
