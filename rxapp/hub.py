@@ -43,6 +43,8 @@ RECONNECT_GRACE_S = 15.0
 WAIT_S = 1.0
 # How often the places in line (and estimated starts) of the queued jobs pages follow are read.
 QUEUE_REFRESH_S = 1.0
+# A progress update waits at most this long for the status changes handed to other pages before it.
+STATUS_FIRST_S = 0.25
 
 
 async def fetch_states(job_ids: Iterable[str]) -> dict[str, JobState]:
@@ -73,6 +75,8 @@ class PageFeed:
         self.checked_at = 0.0
         # The status each followed job was last handed to the page with; a change of it is urgent.
         self.statuses: dict[str, JobStatus] = {}
+        # Set when the watcher should take its update now: a status change, a resync, or the status
+        # changes of other pages it waited behind have gone out.
         self.urgent = asyncio.Event()
 
     async def follow(self, job_ids: Iterable[str]) -> None:
@@ -102,6 +106,7 @@ class PageFeed:
         following its jobs, and a feed that follows nothing is forgotten."""
         if self.watcher == claim:
             self.watcher = None
+            self.hub._sent(self)
         if self.watcher is None and not self.hub.is_connected(self.client_token):
             await self.unfollow(set(self.job_ids))
         if self.watcher is None and not self.job_ids and self.hub._feeds.get(self.client_token) is self:
@@ -121,6 +126,11 @@ class PageFeed:
             self.gone_since = now
         return now - self.gone_since > RECONNECT_GRACE_S
 
+    async def _until_urgent(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.urgent.wait()
+
     def _drain(self) -> list[JobState | None]:
         items = []
         while not self.queue.empty():
@@ -135,19 +145,26 @@ class PageFeed:
         for. An empty list after WAIT_S without news. After the hub lost its connection, the
         followed jobs are read again: messages may have been missed meanwhile.
         """
+        self.hub._sent(self)  # the watcher asks again: what it took last has gone to the page
         if self.gone():
             return None
         if pause_s := self.hub.pace_s():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause_s):
-                    await self.urgent.wait()
+            await self._until_urgent(pause_s)
+        if self.hub.status_changes_pending() and self not in self.hub._changed:
+            # Progress goes after the status changes handed to other pages (see ProgressHub._held).
+            self.hub._held.add(self)
+            await self._until_urgent(STATUS_FIRST_S)
+            self.hub._held.discard(self)
         self.urgent.clear()  # before the queue is read: a change handed after it is seen next time
-        try:
-            async with asyncio.timeout(WAIT_S):
-                updates = [await self.queue.get(), *self._drain()]
-        except TimeoutError:
-            return []
+        updates = self._drain()
+        if not updates:
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    updates = [await self.queue.get(), *self._drain()]
+            except TimeoutError:
+                return []
         self.hub._due.discard(self)
+        self.hub._take_changes(self)
         states = [update for update in updates if update is not RESYNC]
         if RESYNC in updates:
             states += (await fetch_states(self.job_ids)).values()
@@ -165,6 +182,12 @@ class ProgressHub:
         self._watching: set[PageFeed] = set()
         # Feeds with an update their watcher has not taken yet: the pages pacing is shared among.
         self._due: set[PageFeed] = set()
+        # Status changes go to the pages ahead of progress: feeds (with a watcher) handed a status
+        # change their watcher has not taken yet, those whose watcher took one and is sending it,
+        # and the feeds whose progress waits until both sets are empty.
+        self._changed: set[PageFeed] = set()
+        self._sending: set[PageFeed] = set()
+        self._held: set[PageFeed] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self.reconnects = 0
         # Followed jobs seen out of line (started, or never queued here): their places are not read.
@@ -234,6 +257,7 @@ class ProgressHub:
         if not feed.job_ids:
             self._watching.discard(feed)
             self._due.discard(feed)
+            self._sent(feed)
         if gone and self._pubsub is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 await self._pubsub.unsubscribe(*(channel(job_id) for job_id in gone))
@@ -256,6 +280,28 @@ class ProgressHub:
             elif feed.statuses.get(update.job_id) is not update.status:
                 feed.statuses[update.job_id] = update.status
                 feed.urgent.set()
+                if feed.watcher is not None:
+                    self._changed.add(feed)
+
+    def status_changes_pending(self) -> bool:
+        """Whether a status change handed to some page has not gone to it yet."""
+        return bool(self._changed or self._sending)
+
+    def _take_changes(self, feed: PageFeed) -> None:
+        """The feed's watcher took its update: the status change in it, if any, is being sent."""
+        if feed in self._changed:
+            self._changed.discard(feed)
+            self._sending.add(feed)
+
+    def _sent(self, feed: PageFeed) -> None:
+        """The feed's watcher sent what it took, or it has no watcher (its page has gone or follows
+        nothing more): progress held behind it may go."""
+        self._sending.discard(feed)
+        if feed.watcher is None or not feed.job_ids:
+            self._changed.discard(feed)
+        if self._held and not self.status_changes_pending():
+            for held in self._held:
+                held.urgent.set()
 
     async def refresh_places(self) -> None:
         """Hand the pages the new place in line (or estimated start) of each queued job they

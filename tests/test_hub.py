@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rxapp.hub import PAGE_UPDATES_PER_S, PageFeed, ProgressHub
+from rxapp.hub import PAGE_UPDATES_PER_S, STATUS_FIRST_S, PageFeed, ProgressHub
 from tasks.model import JobState, JobStatus
 from tasks.progress import channel
 from tests.conftest import run_async
@@ -125,5 +125,46 @@ def test_a_status_change_ends_a_paced_pause_at_once_and_progress_waits_for_it() 
         took, states = await timed(JobStatus.SUCCEEDED, before=False)
         assert took < pause_s / 2, (took, pause_s)
         assert [s.status for s in states or []] == [JobStatus.SUCCEEDED]
+
+    run_async(scenario())
+
+
+def test_progress_goes_after_the_status_changes_handed_to_other_pages() -> None:
+    hub = ProgressHub()
+    mine, other, stuck = run_async(watch(hub, 3))
+    claims = {feed: feed.claim() for feed in (mine, other, stuck)}
+
+    def progress(step: int) -> JobState:
+        return JobState(JOB_IDS[0], step, 10, JobStatus.RUNNING, 0.0)
+
+    async def scenario() -> None:
+        publish(hub, JOB_IDS[:2])  # each page's first state is a change of its own: none waits
+        assert await mine.next_states()
+        assert await other.next_states()
+        # The other page's job ends while this page has progress: the end goes out first.
+        hub._hand([mine], progress(2))
+        hub._hand([other], JobState(JOB_IDS[1], 10, 10, JobStatus.SUCCEEDED, 0.0))
+        mine_next = asyncio.ensure_future(mine.next_states())
+        ended = await other.next_states()
+        assert [state.status for state in ended or []] == [JobStatus.SUCCEEDED]
+        await asyncio.sleep(STATUS_FIRST_S / 5)
+        assert not mine_next.done(), "progress waits while the other page's end is being sent"
+        sent = time.monotonic()
+        await other.release(claims[other] or 0)  # its watcher sent the end, and ends
+        assert [state.step for state in await mine_next or []] == [2]
+        assert time.monotonic() - sent < STATUS_FIRST_S / 2
+
+        # A page whose watcher never takes its status change holds progress back that long at most.
+        hub._hand([stuck], JobState(JOB_IDS[2], 1, 10, JobStatus.RUNNING, 0.0))
+        hub._hand([mine], progress(3))
+        asked = time.monotonic()
+        assert [state.step for state in await mine.next_states() or []] == [3]
+        assert STATUS_FIRST_S * 0.9 <= time.monotonic() - asked < STATUS_FIRST_S * 3
+        # Once that watcher ends, nothing holds progress back.
+        await stuck.release(claims[stuck] or 0)
+        hub._hand([mine], progress(4))
+        asked = time.monotonic()
+        assert [state.step for state in await mine.next_states() or []] == [4]
+        assert time.monotonic() - asked < STATUS_FIRST_S / 2
 
     run_async(scenario())

@@ -61,6 +61,8 @@ class JobsState(rx.State):
     cookie (rxapp.session), which the page's socket sends; scripts in the page cannot read it."""
 
     jobs: list[JobView] = []
+    # The tab's title: the progress of the running jobs, "42% · Jobstream" (see page_title).
+    tab_title: str = page_title([])
     error: str = ""
     # When this page last looked up its owner's jobs (load_jobs).
     _loaded_at: float = 0.0
@@ -76,24 +78,36 @@ class JobsState(rx.State):
     def _unfinished_ids(self) -> set[str]:
         return {job.job_id for job in self._cards() if job.cancellable}
 
-    def _apply(self, states: Iterable[JobState]) -> None:
+    def _show(self, cards: list[JobView]) -> None:
+        """Show these cards. The tab's title follows them, and is sent only when it changes."""
+        self.jobs = cards
+        title = page_title(cards)
+        if title != self.tab_title:
+            self.tab_title = title
+
+    def _apply(self, states: Iterable[JobState]) -> list[JobView]:
+        """Show the newest of these states on the cards of their jobs; the cards of the jobs that
+        finished with them."""
         latest: dict[str, JobState] = {}
         for state in states:
             kept = latest.get(state.job_id)
             if kept is None or state.supersedes(kept.status, kept.step):
                 latest[state.job_id] = state
         if not latest:
-            return
+            return []
+        ended: list[JobView] = []
+        cards = []
         # One new list, not item by item: each item assignment goes through Reflex's state proxy.
-        self.jobs = [
-            job_view(new, job) if (new := latest.get(job.job_id)) and new.supersedes(job.status, job.step) else job
-            for job in self._cards()
-        ]
-
-    @rx.var
-    def tab_title(self) -> str:
-        """The tab's title: the progress of the running jobs, "42% · Jobstream"."""
-        return page_title(self.jobs)
+        for card in self._cards():
+            new = latest.get(card.job_id)
+            if new is None or not new.supersedes(card.status, card.step):
+                cards.append(card)
+                continue
+            cards.append(job_view(new, card))
+            if new.status.finished:  # a finished card is never superseded: this one just ended
+                ended.append(cards[-1])
+        self._show(cards)
+        return ended
 
     @rx.event
     async def load_jobs(self):
@@ -131,7 +145,7 @@ class JobsState(rx.State):
         # Ids come newest first: keep that order among jobs that started at once.
         for newer, older in itertools.pairwise(new):
             older.submitted_at = min(older.submitted_at, newer.submitted_at)
-        self.jobs = bounded(sorted(self._cards() + new, key=lambda job: job.submitted_at, reverse=True))
+        self._show(bounded(sorted(self._cards() + new, key=lambda job: job.submitted_at, reverse=True)))
         self._apply(states.values())
         await feed.unfollow(set(ids) - self._unfinished_ids())
         return [*keep, JobsState.watch] if self._unfinished_ids() else keep
@@ -184,7 +198,7 @@ class JobsState(rx.State):
     async def _show_new(self, state: JobState) -> list[EventSpec | EventHandler]:
         """A job just submitted from this page: its card first, followed live."""
         self.error = ""
-        self.jobs = bounded([job_view(state), *self._cards()])
+        self._show(bounded([job_view(state), *self._cards()]))
         # Followed, then its snapshot read once: a state published before the follow is not missed.
         feed = hub.feed(self.router.session.client_token)
         await feed.follow([state.job_id])
@@ -217,7 +231,7 @@ class JobsState(rx.State):
     @rx.event
     def dismiss(self, job_id: str):
         """Remove a finished job's card."""
-        self.jobs = [job for job in self._cards() if job.job_id != job_id or job.cancellable]
+        self._show([job for job in self._cards() if job.job_id != job_id or job.cancellable])
 
     @rx.event(background=True)
     async def watch(self):
@@ -230,11 +244,8 @@ class JobsState(rx.State):
         try:
             while (states := await feed.next_states()) is not None:
                 async with self:
-                    running_before = self._unfinished_ids()
-                    if states:
-                        self._apply(states)
+                    ended = self._apply(states)
                     still_running = self._unfinished_ids()
-                    ended = [job for job in self._cards() if job.job_id in running_before - still_running]
                     # Decided under the state's lock, which a submit holds while it follows its job.
                     done = feed.job_ids - still_running
                     if not still_running:
