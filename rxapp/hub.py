@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 IDLE_CHANNEL = f"{KEY_PREFIX}hub"
 RESYNC = None  # put on a queue after a reconnect: "messages may have been missed, re-read"
 # Page updates per second one backend process spends at most on the pages it serves. One update
-# (state lock, delta, socket.io emit) costs ~0.5 ms of the event loop here (`make bench` prints the
-# figure): this is about half of one core, leaving the rest for connects, events and the listener.
+# (state lock, delta, socket.io emit) costs 0.3 to 0.5 ms of the event loop on this project's machines
+# (`make bench` prints the figure): under half of one core, leaving the rest for connects, events and
+# the listener.
 PAGE_UPDATES_PER_S = 1000
 # How often a watcher asks whether its page still has a socket (Reflex builds a dict to answer).
 PRESENCE_CHECK_S = 1.0
