@@ -408,3 +408,29 @@ def test_a_new_job_starts_at_once_after_a_batch_in_its_shared_partition(c: Clien
     progress.store(c.redis, c.settings, JobState(job_id, 0, 3, JobStatus.QUEUED, time.time()))
     assert runner.run_job(job_id, "count", {"n": 3}, c).status is JobStatus.SUCCEEDED
     assert [record["step"] for record in state_records(read_log(c.settings, job_id))] == [0, 1, 2, 3, 3]
+
+
+def test_one_heartbeat_thread_beats_for_every_job_of_a_process(c: Clients, settings: Settings) -> None:
+    """A function that reports nothing still shows its elapsed time, job after job, from the process's
+    one heartbeat thread (not a thread per job)."""
+    for _ in range(2):
+        job_id = service.submit_job("silent", {"seconds": 1.6}, c).job_id
+        listener = redis.Redis.from_url(settings.redis_url)  # not from the pool the runner uses
+        pubsub = listener.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(progress.channel(job_id))
+        try:
+            assert runner.run_job(job_id, "silent", {"seconds": 1.6}, c).status is JobStatus.SUCCEEDED
+            # What was published meanwhile waits in the socket, behind the subscribe's reply (read as None).
+            published: list[JobState] = []
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if (message := pubsub.get_message(timeout=0.2)) is not None:
+                    published.append(JobState.from_json(message["data"]))
+                elif published:
+                    break
+        finally:
+            pubsub.close()
+            listener.close()
+        beats = [s for s in published if s.status is JobStatus.RUNNING and s.ts - (s.started_at or s.ts) >= 1.0]
+        assert beats, f"no heartbeat among {[(s.status.value, s.ts - (s.started_at or s.ts)) for s in published]}"
+    assert [thread.name for thread in threading.enumerate()].count("heartbeat") == 1
