@@ -5,6 +5,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp
 
 from rxapp.api import api, without_docs
+from rxapp.asset_cache import ImmutableAssets
 from rxapp.components.outage import outage_notice
 from rxapp.hub import hub
 from rxapp.limits import EventRateLimit
@@ -32,7 +33,7 @@ def known_hosts_only(backend: ASGIApp) -> ASGIApp:
 
 app = rx.App(
     # The outermost wrapper comes last: a wrong Host is refused before a session is made.
-    api_transformer=[api, sessions(clients().settings), known_hosts_only],
+    api_transformer=[api, ImmutableAssets, sessions(clients().settings), known_hosts_only],
     head_components=[
         rx.el.meta(name="application-name", content="Jobstream"),
         rx.el.meta(name="description", content="Jobstream: run long background jobs and watch them live."),

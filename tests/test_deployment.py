@@ -4,11 +4,17 @@ when malformed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi import FastAPI
+from reflex.utils.precompressed_staticfiles import PrecompressedStaticFiles
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from rxapp.api import without_docs
+from rxapp.asset_cache import IMMUTABLE, ImmutableAssets
 from settings import SettingsError, load_settings
 
 
@@ -55,3 +61,25 @@ def test_origins_and_hosts_default_to_the_pages_and_the_apis() -> None:
 def test_a_malformed_origin_or_host_stops_the_settings(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
+
+
+def test_the_builds_hashed_scripts_are_cached_for_good_and_the_pages_are_asked_for_again(tmp_path: Path) -> None:
+    """As `reflex run --env prod` serves the build (Reflex's own static files app at /): a script or
+    stylesheet named after its content's hash is immutable; the HTML, any other file, a missing one
+    and anything but a read are as Reflex answers them."""
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("root-DM_2gsZ_.js", "__reflex_global_styles-NccINl-w.css", "plain.js"):
+        (assets / name).write_text("/* built */")
+    (tmp_path / "index.html").write_text("<html></html>")
+    site = Starlette(routes=[Mount("/", app=PrecompressedStaticFiles(directory=tmp_path, html=True))])
+    client = TestClient(ImmutableAssets(site))
+    for path in ("/assets/root-DM_2gsZ_.js", "/assets/__reflex_global_styles-NccINl-w.css"):
+        answer = client.get(path)
+        assert (answer.status_code, answer.headers["cache-control"]) == (200, IMMUTABLE), path
+        again = client.get(path, headers={"if-none-match": answer.headers["etag"]})
+        assert (again.status_code, again.headers["cache-control"]) == (304, IMMUTABLE), path
+    for path in ("/", "/index.html", "/assets/plain.js", "/assets/gone-ABCDEFGH.js", "/assets/../index.html"):
+        answer = client.get(path)
+        assert "cache-control" not in answer.headers, path
+    assert "cache-control" not in client.post("/assets/root-DM_2gsZ_.js").headers
