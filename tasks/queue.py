@@ -18,13 +18,15 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import redis
 
 from tasks import progress
 from tasks.model import JobState, JobStatus, QueueFull
 
+# A queued job's place in line (1 is next) and its estimated start in seconds (None: not known).
+Place = tuple[int, float | None]
 # Sorted set job_id -> submit time of the jobs waiting for a worker.
 QUEUE_KEY = f"{progress.KEY_PREFIX}queue"
 # Jobs ahead simulated one by one; beyond, the rest is added at the rate of the whole pool.
@@ -33,20 +35,38 @@ SIMULATED_MAX = 10_000
 STALE_S = 60.0
 
 
-# Join the line unless it holds ARGV[3] jobs already: 1 when joined, 0 when full.
+# Join the line unless it holds ARGV[3] jobs already; with a snapshot (ARGV[4], kept ARGV[5] seconds,
+# 0: for good), write it and index the job too. Returns the job's place (1 is next; 0 when the line is
+# full, and nothing changed) and the running jobs' ids, from which its start is estimated.
 JOIN_UNLESS_FULL = """
-if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return {0, {}} end
 redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
-return 1
+if ARGV[4] ~= '' then
+  if tonumber(ARGV[5]) > 0 then
+    redis.call('set', KEYS[2], ARGV[4], 'EX', ARGV[5])
+  else
+    redis.call('set', KEYS[2], ARGV[4])
+  end
+  redis.call('sadd', KEYS[3], ARGV[1])
+end
+return {redis.call('zrank', KEYS[1], ARGV[1]) + 1, redis.call('hkeys', KEYS[4])}
 """
 # When no running job has an estimate, a refused submit is told to come back after this long.
 RETRY_AFTER_S = 5
 
 
-def join(client: redis.Redis, job_id: str, at: float, limit: int) -> None:
-    """Put the job in line; QueueFull (nothing changed) when `limit` jobs wait already."""
-    if not client.eval(JOIN_UNLESS_FULL, 1, QUEUE_KEY, job_id, at, limit):
+def join(client: redis.Redis, state: JobState, limit: int, keep_s: int | None = None) -> Place:
+    """Put the queued job in line, in one round trip; its place and estimated start. With `keep_s`
+    (0: for good), its snapshot is written and the job indexed in the same step. QueueFull (nothing
+    changed) when `limit` jobs wait already."""
+    snapshot, keep = ("", 0) if keep_s is None else (state.to_json(), keep_s)
+    keys = (QUEUE_KEY, progress.snapshot_key(state.job_id), progress.INDEX_KEY, progress.RUNNING_KEY)
+    joined = client.eval(JOIN_UNLESS_FULL, len(keys), *keys, state.job_id, state.ts, limit, snapshot, keep)
+    position, running_ids = cast(list[Any], joined)
+    if not position:
         raise QueueFull(limit, retry_after_s(client))
+    running = _running(client, [raw.decode() for raw in running_ids])
+    return position, _rounded(start_estimates(running, [position])[position])
 
 
 def retry_after_s(client: redis.Redis) -> int:
@@ -93,9 +113,6 @@ def start_estimates(
         beyond = max(wanted_position - SIMULATED_MAX, 0) * mean_s / len(free)
         estimates[wanted_position] = free[0] + beyond
     return estimates
-
-
-Place = tuple[int, float | None]
 
 
 def places(client: redis.Redis, job_ids: Sequence[str]) -> dict[str, Place]:

@@ -93,21 +93,25 @@ def submit_job(job_type: object, params: object, c: Clients, owner: str | None =
     state = JobState(
         str(uuid.uuid4()), 0, total, JobStatus.QUEUED, time.time(), job_type=job.name, params=values, owner=owner
     )
-    queue.join(c.redis, state.job_id, state.ts, c.settings.max_queued_jobs)  # QueueFull when it is full
+    # Without an owner the snapshot is written as the job joins the line; an owner's, at their admission.
+    keep_s = c.settings.retention_s if owner is None else None
+    place = queue.join(c.redis, state, c.settings.max_queued_jobs, keep_s)  # QueueFull when it is full
     try:
-        if owner is None:
-            progress.store(c.redis, c.settings, state)
-        elif not owners.admit(c.redis, c.settings, owner, c.settings.max_unfinished_jobs, state):
-            raise TooManyJobs(c.settings.max_unfinished_jobs)
-        progress.add_to_index(c.redis, state.job_id)
+        if owner is not None:
+            if not owners.admit(c.redis, c.settings, owner, c.settings.max_unfinished_jobs, state):
+                raise TooManyJobs(c.settings.max_unfinished_jobs)
+            progress.add_to_index(c.redis, state.job_id)
         _enqueue(c, state.job_id, job.name, values, owner)
     except Exception:
         # Not queued: leave no snapshot behind that would read as a job waiting forever.
         with contextlib.suppress(redis.RedisError):
-            c.redis.delete(progress.snapshot_key(state.job_id), progress.owned_by_key(state.job_id))
-            queue.leave(c.redis, state.job_id)
+            pipe = c.redis.pipeline(transaction=False)
+            pipe.delete(progress.snapshot_key(state.job_id), progress.owned_by_key(state.job_id))
+            pipe.srem(progress.INDEX_KEY, state.job_id)
+            queue.leave(pipe, state.job_id)
+            pipe.execute()
         raise
-    return queued_state(state, c)
+    return queue.placed(state, place)
 
 
 @reaching_services

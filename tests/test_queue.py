@@ -14,7 +14,7 @@ from rxapp.jobview import ordinal, queue_text
 from stack.processes import Child
 from tasks import queue, service
 from tasks.clients import Clients, clients
-from tasks.model import JobState, JobStatus
+from tasks.model import JobState, JobStatus, QueueFull
 from tests.apiclient import api_client
 from tests.conftest import wait_finished, wait_for
 from tests.test_fuzz import job_keys
@@ -75,9 +75,12 @@ def test_places_in_a_real_queue_move_as_jobs_ahead_start_or_are_cancelled(
     start_worker("w", concurrency=1)
     client = api_client()
 
+    answered: dict[str, dict] = {}
+
     def submit(seconds: float) -> str:
         answer = client.post("/api/jobs", json={"type": "slow_restart", "params": {"seconds": seconds}})
         assert answer.status_code == 202, answer.text
+        answered[answer.json()["job_id"]] = answer.json()
         return answer.json()["job_id"]
 
     def job(job_id: str) -> dict:
@@ -91,6 +94,8 @@ def test_places_in_a_real_queue_move_as_jobs_ahead_start_or_are_cancelled(
     places = [job(job_id)["queue_position"] for job_id in (second, third, fourth)]
     assert places[0] >= 1
     assert places == [places[0], places[0] + 1, places[0] + 2]
+    assert [answered[job_id]["queue_position"] for job_id in (second, third, fourth)] == places, "the submit says it"
+    assert answered[second]["starts_in"] is not None
     assert job(first)["queue_position"] is None, "a running job has no place in line"
     # The first job reports its rate: each place has an estimate, later places later ones.
     starts = [job(job_id)["starts_in"] for job_id in (second, third, fourth)]
@@ -138,6 +143,9 @@ def test_a_submit_beyond_max_queued_jobs_is_refused_with_retry_after_and_creates
     assert refused.status_code == 503
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"].startswith(f"Jobstream is busy: {waiting + 2:,} jobs are waiting")
+    assert (job_keys(c), c.redis.llen("celery"), c.redis.zcard(queue.QUEUE_KEY)) == (keys, tasks, waiting + 2)
+    with pytest.raises(QueueFull):  # without an owner, whose job's snapshot is written as it joins the line
+        service.submit_job("count", {"n": 5}, dataclasses.replace(c, settings=limited))
     assert (job_keys(c), c.redis.llen("celery"), c.redis.zcard(queue.QUEUE_KEY)) == (keys, tasks, waiting + 2)
     # A place frees up: the next submit goes through.
     client.post(f"/api/jobs/{admitted[0].json()['job_id']}/cancel", json={})
