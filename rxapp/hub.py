@@ -79,6 +79,8 @@ class PageFeed:
         # Set when the watcher should take its update now: a status change, a resync, or the status
         # changes of other pages it waited behind have gone out.
         self.urgent = asyncio.Event()
+        # Whether a status change was handed to the page and its watcher has not taken it yet.
+        self.changed = False
 
     async def follow(self, job_ids: Iterable[str]) -> None:
         self.hub._feeds.setdefault(self.client_token, self)  # forgotten when it last followed nothing
@@ -100,6 +102,7 @@ class PageFeed:
             return None
         self._claims += 1
         self.watcher = self._claims
+        self.hub._watched(self)
         return self.watcher
 
     async def release(self, claim: int) -> None:
@@ -127,7 +130,8 @@ class PageFeed:
             self.gone_since = now
         return now - self.gone_since > RECONNECT_GRACE_S
 
-    async def _until_urgent(self, timeout_s: float) -> None:
+    async def until_urgent(self, timeout_s: float) -> None:
+        """Wait until the watcher should take its update now, or `timeout_s` at most."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self.urgent.wait()
@@ -150,12 +154,8 @@ class PageFeed:
         if self.gone():
             return None
         if pause_s := self.hub.pace_s():
-            await self._until_urgent(pause_s)
-        if self.hub.status_changes_pending() and self not in self.hub._changed:
-            # Progress goes after the status changes handed to other pages (see ProgressHub._held).
-            self.hub._held.add(self)
-            await self._until_urgent(STATUS_FIRST_S)
-            self.hub._held.discard(self)
+            await self.until_urgent(pause_s)
+        await self.hub._after_status_changes(self)
         self.urgent.clear()  # before the queue is read: a change handed after it is seen next time
         updates = self._drain()
         if not updates:
@@ -164,8 +164,7 @@ class PageFeed:
                     updates = [await self.queue.get(), *self._drain()]
             except TimeoutError:
                 return []
-        self.hub._due.discard(self)
-        self.hub._take_changes(self)
+        self.hub._took(self)
         states = [update for update in updates if update is not RESYNC]
         if RESYNC in updates:
             states += (await fetch_states(self.job_ids)).values()
@@ -281,6 +280,7 @@ class ProgressHub:
             elif feed.statuses.get(update.job_id) is not update.status:
                 feed.statuses[update.job_id] = update.status
                 feed.urgent.set()
+                feed.changed = True
                 if feed.watcher is not None:
                     self._changed.add(feed)
 
@@ -288,8 +288,25 @@ class ProgressHub:
         """Whether a status change handed to some page has not gone to it yet."""
         return bool(self._changed or self._sending)
 
-    def _take_changes(self, feed: PageFeed) -> None:
-        """The feed's watcher took its update: the status change in it, if any, is being sent."""
+    def _watched(self, feed: PageFeed) -> None:
+        """The feed has a watcher now: a status change handed to it before goes ahead of the other
+        pages' progress, as one handed from now on does."""
+        if feed.changed:
+            self._changed.add(feed)
+
+    async def _after_status_changes(self, feed: PageFeed) -> None:
+        """A watcher about to take progress waits (at most STATUS_FIRST_S) until the status changes
+        handed to other pages have gone to them; one taking a status change of its own goes at once."""
+        if self.status_changes_pending() and feed not in self._changed:
+            self._held.add(feed)
+            await feed.until_urgent(STATUS_FIRST_S)
+            self._held.discard(feed)
+
+    def _took(self, feed: PageFeed) -> None:
+        """The feed's watcher took its update: nothing is due for it any more, and the status
+        change in it, if any, is being sent."""
+        self._due.discard(feed)
+        feed.changed = False
         if feed in self._changed:
             self._changed.discard(feed)
             self._sending.add(feed)

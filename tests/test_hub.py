@@ -168,3 +168,29 @@ def test_progress_goes_after_the_status_changes_handed_to_other_pages() -> None:
         assert time.monotonic() - asked < STATUS_FIRST_S / 2
 
     run_async(scenario())
+
+
+def test_a_status_change_handed_before_its_pages_watcher_began_goes_ahead_of_progress_too() -> None:
+    """A page whose socket reconnects, say: its job ended meanwhile, and its new watcher sends that first."""
+    hub = ProgressHub()
+    mine, late = run_async(watch(hub, 2))
+    mine_claim, late_claim = mine.claim(), None
+
+    async def scenario() -> None:
+        nonlocal late_claim
+        publish(hub, JOB_IDS[:1])
+        assert await mine.next_states()
+        hub._hand([late], JobState(JOB_IDS[1], 10, 10, JobStatus.SUCCEEDED, 0.0))  # no watcher yet
+        hub._hand([mine], JobState(JOB_IDS[0], 2, 10, JobStatus.RUNNING, 0.0))
+        late_claim = late.claim()
+        mine_next = asyncio.ensure_future(mine.next_states())
+        await asyncio.sleep(STATUS_FIRST_S / 5)
+        assert not mine_next.done(), "progress waits for the end handed before the other page's watcher began"
+        assert [state.status for state in await late.next_states() or []] == [JobStatus.SUCCEEDED]
+        sent = time.monotonic()
+        await late.release(late_claim or 0)
+        assert [state.step for state in await mine_next or []] == [2]
+        assert time.monotonic() - sent < STATUS_FIRST_S / 2
+        await mine.release(mine_claim or 0)
+
+    run_async(scenario())
