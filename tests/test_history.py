@@ -340,6 +340,14 @@ def test_jobs_are_listed_newest_first_by_owner_status_and_type_a_page_at_a_time(
     assert [s.job_id for s in store.jobs(statuses=[JobStatus.FAILED])] == failed
     assert [s.job_id for s in store.jobs(job_type="primes")] == [j for j, *_, t in reversed(made) if t == "primes"]
     assert store.jobs(owner="b-nobody") == []
+    # By the start of the id: a digit or two (the newest jobs), more (the index), past a dash, all of it.
+    for job_id, *_ in made[:3]:
+        for length in (1, 2, 3, 8, 9, 10, 36):
+            prefix = job_id[:length]
+            expected = [j for j in newest_first if j.startswith(prefix)]
+            assert [s.job_id for s in store.jobs(id_prefix=prefix)] == expected, prefix
+    absent = next(p for p in (f"{i:03x}" for i in range(4096)) if not any(j.startswith(p) for j in newest_first))
+    assert store.jobs(id_prefix=absent) == []
 
 
 def test_the_migrations_make_the_tables_the_code_declares(store: HistoryStore) -> None:

@@ -59,6 +59,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MEMBER_STALE_S = 60.0
 # Two writers (a rebuild beside the consumer) may insert the same new job at once: the loser retries.
 WRITE_ATTEMPTS = 3
+# Comes after every character a job id holds (hex digits and dashes): ids starting with p are >= p, < p + it.
+ID_AFTER = "g"
+# An id prefix this long is looked up in the primary key's index (1 job in 4,096 has it); a shorter one
+# matches so many that the newest jobs hold a page of them.
+ID_RANGE_MIN_CHARS = 3
 
 
 class StoreError(RuntimeError):
@@ -323,6 +328,11 @@ class HistoryStore:
             query = query.where(jobs.c.owner == owner)
         if id_prefix:
             query = query.where(jobs.c.job_id.like(f"{id_prefix}%"))
+        if id_prefix and len(id_prefix) >= ID_RANGE_MIN_CHARS:
+            # Read from the primary key's index: LIKE alone reads the jobs newest first until a page is
+            # found, all of them for an id that is not there. (LIKE stays: under a collation that
+            # ignores dashes, the range holds more.)
+            query = query.where(jobs.c.job_id >= id_prefix, jobs.c.job_id < id_prefix + ID_AFTER)
         if wanted := [status.value for status in statuses]:
             query = query.where(jobs.c.status.in_(wanted))
         if job_type is not None:
