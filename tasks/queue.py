@@ -65,8 +65,7 @@ def join(client: redis.Redis, state: JobState, limit: int, keep_s: int | None = 
     position, running_ids = cast(list[Any], joined)
     if not position:
         raise QueueFull(limit, retry_after_s(client))
-    running = _running(client, [raw.decode() for raw in running_ids])
-    return position, _rounded(start_estimates(running, [position])[position])
+    return position, _starts(client, running_ids, [position])[position]
 
 
 def retry_after_s(client: redis.Redis) -> int:
@@ -126,9 +125,8 @@ def places(client: redis.Redis, job_ids: Sequence[str]) -> dict[str, Place]:
     waiting = {job_id: rank + 1 for job_id, rank in zip(job_ids, ranks, strict=True) if rank is not None}
     if not waiting:
         return {}
-    running = _running(client, [raw.decode() for raw in cast(list[bytes], running_ids)])
-    estimates = start_estimates(running, waiting.values())
-    return {job_id: (position, _rounded(estimates[position])) for job_id, position in waiting.items()}
+    starts = _starts(client, running_ids, waiting.values())
+    return {job_id: (position, starts[position]) for job_id, position in waiting.items()}
 
 
 def placed(state: JobState, place: Place | None) -> JobState:
@@ -136,6 +134,13 @@ def placed(state: JobState, place: Place | None) -> JobState:
     if place is None or state.status is not JobStatus.QUEUED:
         return state
     return replace(state, queue_position=place[0], starts_in=place[1])
+
+
+def _starts(client: redis.Redis, running_ids: list[bytes], positions: Iterable[int]) -> dict[int, float | None]:
+    """The estimated start of each of these places in line (seconds, rounded), from the running jobs'
+    snapshots (one round trip)."""
+    running = _running(client, [raw.decode() for raw in running_ids])
+    return {position: _rounded(seconds) for position, seconds in start_estimates(running, positions).items()}
 
 
 def _running(client: redis.Redis, job_ids: list[str]) -> list[JobState]:
