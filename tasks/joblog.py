@@ -170,19 +170,47 @@ class JobLogAdmin:
 FENCE_HEADER = "jobstream-fence"
 
 
+# A producer keeps every topic it has written to, and its work per record grows with them (librdkafka's
+# broker thread goes through all of their partitions; a broker may keep an idempotent producer's state
+# per partition). In the topic layout a process's producer is replaced after this many job topics, which
+# also bounds its memory. The next one is made NEXT_PRODUCER_AHEAD topics early: an idempotent producer
+# takes about half a second to get its producer id.
+TOPICS_PER_PRODUCER = 256
+NEXT_PRODUCER_AHEAD = 128
+
+
 class JobLogWriter:
-    """Appends records to job topics through one idempotent, batching producer per process.
+    """Appends records to job topics through one idempotent, batching producer per process at a time.
 
     Records are queued and sent in batches; `flush` is the only place that waits, so a job that
-    reports success after it has all its records acknowledged by the broker.
+    reports success after it has all its records acknowledged by the broker. A process runs one job
+    at a time through it (`begin` starts a run).
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Delivery errors since the run began; the producers' callbacks hold this list, not the writer.
         self._errors: list[str] = []
-        self._producer = Producer(
+        self._producer = self._new_producer()
+        self._next: Producer | None = None
+        self._topics: set[str] = set()
+
+    def _new_producer(self) -> Producer:
+        errors = self._errors
+
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+            if err is not None:
+                errors.append(err.str())
+
+        def on_error(err: KafkaError) -> None:
+            # A fatal error (a restarted broker that fences this producer's id, say) makes the
+            # producer useless: fail now rather than when each queued record times out.
+            if err.fatal():
+                errors.append(err.str())
+
+        return Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
                 "enable.idempotence": True,
                 "acks": "all",
                 # A topic that is not there is an error, never made by the broker with its own defaults
@@ -192,25 +220,24 @@ class JobLogWriter:
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 500_000,
                 # An unreachable broker fails the record after this long instead of hanging the job.
-                "message.timeout.ms": int(max(settings.broker_wait_s, 1) * 1000),
+                "message.timeout.ms": int(max(self.settings.broker_wait_s, 1) * 1000),
                 "delivery.report.only.error": True,
-                "on_delivery": self._on_delivery,
-                "error_cb": self._on_error,
+                "on_delivery": on_delivery,
+                "error_cb": on_error,
             }
         )
 
-    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
-        if err is not None:
-            self._errors.append(err.str())
-
-    def _on_error(self, err: KafkaError) -> None:
-        # A fatal error (a restarted broker that fences this producer's id, say) makes the
-        # producer useless: fail now rather than when each queued record times out.
-        if err.fatal():
-            self._errors.append(err.str())
-
     def begin(self) -> None:
-        """Forget delivery errors of an earlier job run by this process."""
+        """A job's run begins: forget delivery errors of an earlier one, and move on to a new producer
+        once this one has written to TOPICS_PER_PRODUCER topics."""
+        written = len(self._topics)
+        if self._next is None and written >= TOPICS_PER_PRODUCER - NEXT_PRODUCER_AHEAD:
+            self._next = self._new_producer()
+        if self._next is not None and written >= TOPICS_PER_PRODUCER:
+            old, self._producer, self._next = self._producer, self._next, None
+            self._topics.clear()
+            # Normally nothing is left: a run waits for its records, unless it was stopped before its end.
+            old.flush(max(self.settings.broker_wait_s, 1.0))
         self._errors.clear()
 
     def append(self, place: LogPlace, job_id: str, value: str) -> None:
@@ -218,6 +245,7 @@ class JobLogWriter:
         while True:
             try:
                 self._producer.produce(place.topic, value, job_id, place.partition)
+                self._topics.add(place.topic)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -239,7 +267,8 @@ class JobLogWriter:
 
     def raise_on_error(self) -> None:
         if self._errors:
-            error, self._errors = self._errors[0], []
+            error = self._errors[0]
+            self._errors.clear()
             raise JobLogError(f"the job's log could not be written: {error}")
 
     def discard(self) -> None:

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from settings import Settings
 from stack.processes import Child
-from tasks import progress, service
+from tasks import joblog, progress, service
 from tasks.clients import Clients
 from tasks.joblog import log_place, topic_name
 from tasks.jobtypes import InvalidParams
@@ -434,3 +434,32 @@ def test_one_heartbeat_thread_beats_for_every_job_of_a_process(c: Clients, setti
         beats = [s for s in published if s.status is JobStatus.RUNNING and s.ts - (s.started_at or s.ts) >= 1.0]
         assert beats, f"no heartbeat among {[(s.status.value, s.ts - (s.started_at or s.ts)) for s in published]}"
     assert [thread.name for thread in threading.enumerate()].count("heartbeat") == 1
+
+
+def test_a_workers_producer_is_replaced_after_many_job_topics_and_no_record_is_lost(
+    c: Clients, monkeypatch: pytest.MonkeyPatch
+):
+    # A producer's work per record grows with the topics it has written to, and a worker process lives
+    # for many jobs: in the topic layout the writer moves on to a new producer every few topics (4 here;
+    # the next made 2 topics ahead). A record the old producer still holds (a run stopped before its end)
+    # is sent before the move; nothing of a later run goes through the old one.
+    monkeypatch.setattr(joblog, "TOPICS_PER_PRODUCER", 4)
+    monkeypatch.setattr(joblog, "NEXT_PRODUCER_AHEAD", 2)
+    producers = []
+    job_ids = [service.submit_job("count", {"n": 2}, c).job_id for _ in range(9)]
+    stopped = job_ids.pop(3)  # its run begins, then stops after one line without waiting for it
+    for job_id in job_ids[:3]:
+        assert runner.run_job(job_id, "count", {"n": 2}, c).status == JobStatus.SUCCEEDED
+        producers.append(c.writer._producer)  # which producer wrote its records
+    c.admin.create(stopped)
+    c.writer.begin()
+    c.writer.append(log_place(c.settings, stopped), stopped, LogLine(stopped, "not yet sent", time.time()).to_json())
+    for job_id in job_ids[3:]:
+        assert runner.run_job(job_id, "count", {"n": 2}, c).status == JobStatus.SUCCEEDED
+        producers.append(c.writer._producer)
+
+    # 4 topics (3 jobs and the stopped one) on the first producer, the next 4 jobs on the second, the last on a third
+    assert [producers.index(p) for p in producers] == [0, 0, 0, 3, 3, 3, 3, 7]
+    assert [line["message"] for line in line_records(read_log(c.settings, stopped))] == ["not yet sent"]
+    for job_id in job_ids:
+        assert [r["step"] for r in state_records(read_log(c.settings, job_id))] == [0, 1, 2, 2]
