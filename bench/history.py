@@ -43,6 +43,9 @@ STORE_POLL_S = 0.05
 # what every later one reuses (clients, caches).
 WARM_UP_JOBS = 20
 PAGE_SIZE = 1_000
+# The no-op tasks and the jobs are sent in turns, in this many rounds of each: a machine whose speed
+# drifts during the run (a shared one) slows both alike, and their ratio holds.
+ROUNDS = 4
 # How many of the jobs still pending `wait_finished` asks about at a time, and how it reads a snapshot
 # (as JobState.to_json writes it) without parsing it.
 WAIT_CHUNK = 50
@@ -60,6 +63,7 @@ SOAK_KEYS = (
     "soak_worker_rss_mb",
     "soak_worker_rss_kb_per_job",
     "soak_task_ms",
+    "soak_rounds",
 )
 STORE_KEYS = ("store_lag_ms", "store_reported_lag_max", "log_page_ms")
 KEYS = (*SOAK_KEYS, "soak_jobs", *STORE_KEYS)
@@ -187,6 +191,11 @@ class Layout:
 def layout(
     stack: BenchStack, name: str, step_delay_ms: float = 0, extra: dict[str, str] | None = None
 ) -> Iterator[Layout]:
+    """A layout's worker on an empty Redis database and, where the bench started the broker, an empty
+    broker: an embedded broker's cost per request grows with the topics and records it holds, and the
+    earlier phases (the other layout's 1,000 topics among them) would otherwise be measured too."""
+    stack.flush_redis()
+    stack.fresh_broker()
     started = Layout(stack, name, step_delay_ms, extra)
     try:
         yield started
@@ -195,18 +204,24 @@ def layout(
 
 
 def throughput_and_soak(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
-    """Per layout, a fresh worker of 2 processes: the no-op tasks, then `soak_jobs` one-step jobs at once
-    (their rate, the worker's memory before and after, the topics they leave on the broker)."""
+    """Per layout, a fresh worker of 2 processes: `noop_tasks` no-op tasks and `soak_jobs` one-step jobs, in
+    ROUNDS turns of each sent at once (their rates, the worker's memory before and after, the topics the
+    jobs leave on the broker)."""
     figures: dict[str, dict[str, Any]] = {key: {} for key in SOAK_KEYS}
     for name in LAYOUTS:
-        stack.flush_redis()
         with layout(stack, name) as lay:
             lay.wait_finished(lay.submit(WARM_UP_JOBS), 120)
             lay.noop_per_s(WARM_UP_JOBS)
-            figures["noop_tasks_per_s"][name] = lay.noop_per_s(cfg.noop_tasks)
             rss_before = lay.worker_rss_mb()
-            figures["small_jobs_per_s"][name] = lay.jobs_per_s(cfg.soak_jobs)
+            rounds = [
+                (lay.noop_per_s(cfg.noop_tasks // ROUNDS), lay.jobs_per_s(cfg.soak_jobs // ROUNDS))
+                for _ in range(ROUNDS)
+            ]
             rss_after = lay.worker_rss_mb()
+            # Each rate over all of its rounds: the count over the time they took together.
+            figures["noop_tasks_per_s"][name] = ROUNDS / sum(1 / noop for noop, _ in rounds)
+            figures["small_jobs_per_s"][name] = ROUNDS / sum(1 / jobs for _, jobs in rounds)
+            figures["soak_rounds"][name] = [{"noop_tasks_per_s": n, "small_jobs_per_s": j} for n, j in rounds]
             figures["soak_worker_rss_mb"][name] = {"before": rss_before, "after": rss_after}
             figures["soak_worker_rss_kb_per_job"][name] = (rss_after - rss_before) * 1024 / cfg.soak_jobs
             figures["soak_job_topics"][name] = lay.job_topics()
@@ -286,7 +301,6 @@ def store_figures(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
     RUN_DIR, a group of its own): the store's lag in a burst, then log pages from the store and Kafka."""
     figures: dict[str, dict[str, Any]] = {key: {} for key in STORE_KEYS}
     for name in reversed(LAYOUTS):
-        stack.flush_redis()
         tag = uuid.uuid4().hex[:8]
         database_url = f"sqlite:///{stack.settings.run_dir / f'history-bench-{tag}.db'}"
         extra = {"HISTORY_DATABASE_URL": database_url, "HISTORY_CONSUMER_GROUP": f"bench-history-{tag}"}
@@ -343,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = QUICK if args.quick else FULL
     with BenchStack(settings) as stack:
         results = run(stack, replace(cfg, history=True), lambda done: print(done, file=sys.stderr))
+        results["services"] = stack.describe()
     results["ratios"] = ratios(results)
     print(json.dumps(results, indent=2))
     return 0

@@ -30,7 +30,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
     header = ["", "## Log layouts and the history store", ""]
     if results.get("small_jobs_per_s") is None:
         return [*header, "Not measured in this run (the quick run leaves it out: `python -m bench.history`)."]
-    cfg, r = results["config"], results["ratios"]
+    cfg, r, turns = results["config"], results["ratios"], len(next(iter(results["soak_rounds"].values())))
     jobs, noop = results["small_jobs_per_s"], results["noop_tasks_per_s"]
     rss, per_job, topics = (
         results["soak_worker_rss_mb"],
@@ -41,10 +41,12 @@ def markdown(results: dict[str, Any]) -> list[str]:
         *header,
         f"Each layout gets a fresh Celery worker of 2 processes (`-A bench.noop`: Jobstream's tasks and Celery's "
         f"own no-op task, whose only work is one Redis INCR so that its end can be seen). On each: "
-        f"{cfg['noop_tasks']:,} no-op tasks sent at once, then {results['soak_jobs']:,} one-step `count` jobs "
-        "submitted at once through `submit_job` (`STEP_DELAY_MS=0`); each rate is from the first send to the last "
-        "one's end (its snapshot or the counter, polled every 10 ms). The worker's memory (RSS, its pool "
-        "included) is taken just before and after the jobs, after 20 jobs of warm-up.",
+        f"{cfg['noop_tasks']:,} no-op tasks and {results['soak_jobs']:,} one-step `count` jobs (`STEP_DELAY_MS=0`, "
+        f"submitted through `submit_job`), in {turns} turns of each sent at once, so that a drift in the machine's "
+        "speed slows both; a turn's time runs from its first send to its last one's end (its snapshot or the "
+        "counter, polled every 10 ms), and each rate is its count over its turns' time together. The worker's "
+        "memory (RSS, its pool included) is taken before the first turn and after the last, after 20 jobs of "
+        "warm-up. " + _broker_line(results),
         "",
         "| Layout | One-step jobs/s | No-op tasks/s, same worker | Jobs vs no-op | Target | Result "
         "| Job topics on the broker after | Worker RSS before / after | Growth per job |",
@@ -58,6 +60,13 @@ def markdown(results: dict[str, Any]) -> list[str]:
             f"| {rss[name]['before']:,.1f} / {rss[name]['after']:,.1f} MB | {per_job[name]:,.1f} KB |"
         )
     lines += [
+        "",
+        "Jobs vs no-op, turn by turn: "
+        + "; ".join(
+            f"{name} " + ", ".join(f"{t['small_jobs_per_s'] / t['noop_tasks_per_s']:.2f}x" for t in turns)
+            for name, turns in results["soak_rounds"].items()
+        )
+        + ".",
         "",
         "Why a job is slower than the no-op task: its task's median run time in the worker (Celery's log) against "
         "the no-op task's, "
@@ -96,3 +105,13 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "every page was first checked to hold the same records from both.",
     ]
     return lines
+
+
+def _broker_line(results: dict[str, Any]) -> str:
+    """How clean the broker was for each layout: emptied when the bench started it, as is its Redis."""
+    if results.get("services", {}).get("kafka", "").startswith("embedded"):
+        return (
+            "Each layout starts on an empty Redis database and an empty broker: the embedded one is started "
+            "again (it holds everything in memory, and its cost per request grows with the topics it holds)."
+        )
+    return "Each layout starts on an empty Redis database; the broker is reused, with whatever it holds."

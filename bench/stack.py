@@ -82,23 +82,45 @@ class BenchStack:
             self.clients.admin.create(job_id)
         return job_id
 
+    def _embedded_broker(self) -> services.Running | None:
+        return next((r for r in self.running if r.service.name == "kafka"), None)
+
+    def fresh_broker(self) -> bool:
+        """Start the embedded broker again, empty (it holds everything in memory), so that the next
+        figures are not those of a broker filled by earlier phases, as the bench's Redis is emptied
+        before each; True when it did. A reused broker is left as it is (the bench deletes only its
+        own topics there, at its end)."""
+        broker = self._embedded_broker()
+        if broker is None:
+            return False
+        self._close_kafka_clients()
+        broker.stop()
+        self.running[self.running.index(broker)] = services.start(broker.service, self.settings)
+        self.job_ids.clear()  # their topics went with the broker
+        return True
+
+    def _close_kafka_clients(self) -> None:
+        """Close the bench's own Kafka clients; made again when next used."""
+        cached = self.clients.__dict__
+        # The reader's consumers go first: on Tansu a consumer that has read a topic crashes (SIGSEGV in
+        # librdkafka) once that topic is deleted.
+        if "reader" in cached:
+            cached.pop("reader").close()
+        cached.pop("writer", None)
+        cached.pop("admin", None)
+        # Freed now: a client held in a reference cycle would live until the collector's next pass.
+        gc.collect()
+
     def stop(self) -> None:
         """Close the clients, delete the bench's topics from a reused broker, stop what was started."""
-        cached = self.clients.__dict__
         try:
-            # Consumers are closed before their topics are deleted: on Tansu a consumer that has read
-            # a topic crashes (SIGSEGV in librdkafka) once that topic is deleted.
-            if "reader" in cached:
-                cached.pop("reader").close()
-            cached.pop("writer", None)
-            if self.job_ids and not any(r.service.name == "kafka" for r in self.running):
+            self._close_kafka_clients()  # the consumers before the topics they read
+            if self.job_ids and self._embedded_broker() is None:
                 self.clients.admin.delete(self.job_ids)
             self.job_ids.clear()
         finally:
-            # The Kafka clients go before the broker, so they do not log its disappearance. The
-            # writer's producer holds its delivery callback, a cycle: only the collector frees it.
-            cached.pop("admin", None)
-            gc.collect()
+            # The Kafka clients go before the broker, so they do not log its disappearance.
+            self._close_kafka_clients()
             for running in reversed(self.running):
                 running.stop()
             self.running.clear()

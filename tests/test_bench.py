@@ -110,6 +110,11 @@ def test_the_history_section_reports_each_layout_against_its_target() -> None:
         "soak_worker_rss_mb": {name: {"before": 200.0, "after": 212.0} for name in history.LAYOUTS},
         "soak_worker_rss_kb_per_job": {"topic": 12.3, "shared": 0.4},
         "soak_task_ms": {name: {"job": 25.0, "noop": 1.5} for name in history.LAYOUTS},
+        "soak_rounds": {
+            "topic": [{"noop_tasks_per_s": 400.0, "small_jobs_per_s": jobs} for jobs in (80.0, 40.0)],
+            "shared": [{"noop_tasks_per_s": noop, "small_jobs_per_s": 300.0} for noop in (500.0, 300.0)],
+        },
+        "services": {"redis": "reused 127.0.0.1:6379", "kafka": "embedded 127.0.0.1:19095"},
         "store_lag_ms": {"shared": lag},
         "store_reported_lag_max": {"shared": {"records_behind": 500, "seconds_behind": 0.3}},
         "log_page_ms": {"shared": {"store": page, "kafka": {**page, "p95": 24.0}, "records": 5002, "pages": 6}},
@@ -123,6 +128,10 @@ def test_the_history_section_reports_each_layout_against_its_target() -> None:
     rows = [line for line in lines if line.startswith(("| topic |", "| shared |"))]
     assert [row.split(" | ")[5] for row in rows[:2]] == ["FAIL", "PASS"]
     assert "| shared | 40 / 90 / 95 ms |" in rows[2]
+    text = "\n".join(lines)
+    assert "in 2 turns of each" in text
+    assert "turn by turn: topic 0.20x, 0.10x; shared 0.60x, 1.00x." in text
+    assert "an empty broker: the embedded one is started again" in text
 
 
 def test_the_console_section_reports_first_paint_against_the_empty_store() -> None:
