@@ -24,7 +24,7 @@ from celery import Celery
 from bench import browser, e2e_redis
 from bench.arrivals import StepTimes, job_seconds, summarize
 from bench.config import Config
-from bench.measure import Tick, log_values
+from bench.measure import Tick, cpu_s, log_values
 from bench.pageclient import PageClient
 from bench.profile import Recording
 from bench.stack import BenchError, BenchStack
@@ -164,16 +164,6 @@ async def ended_at_pages(web: ReflexApp, pages: list[PageClient], phase: Phase, 
             phase.rss_kib.append(await asyncio.to_thread(web.rss_kib))
             phase.redis_connections.append(await asyncio.to_thread(web.redis_connections))
         await asyncio.wait({ended}, timeout=SAMPLE_EVERY_S)
-
-
-def cpu_s(*procs: psutil.Process) -> float:
-    """User and system CPU seconds of these processes together (0 for one that has gone)."""
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 def latency(stack: BenchStack, phase: Phase) -> dict[str, Any]:

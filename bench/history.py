@@ -16,14 +16,14 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 import psutil
 from confluent_kafka.admin import AdminClient
 
 from bench.config import FULL, QUICK, Config
-from bench.measure import Tick, summarize, time_calls
+from bench.measure import Tick, cpu_s, summarize, time_calls
 from bench.noop import NOOP_DONE_KEY, NOOP_TASK
 from bench.stack import BenchError, BenchStack
 from settings import Settings, load_settings, use_environment
@@ -77,6 +77,16 @@ def layout_env(layout: str, tag: str, step_delay_ms: float = 0) -> dict[str, str
         "KAFKA_TOPIC_PREFIX": f"bench-{tag}-",
         "STEP_DELAY_MS": f"{step_delay_ms:g}",
     }
+
+
+@dataclass
+class Turn:
+    """A turn's rates, and the broker's CPU per job meanwhile (ms; None for a broker the bench did not
+    start). A no-op task does not use the broker."""
+
+    noop_tasks_per_s: float
+    small_jobs_per_s: float
+    broker_ms_per_job: float | None
 
 
 class Layout:
@@ -149,6 +159,15 @@ class Layout:
             time.sleep(POLL_S)
         return count / (time.perf_counter() - start)
 
+    def turn(self, noop_tasks: int, jobs: int) -> Turn:
+        """No-op tasks, then one-step jobs, each sent at once."""
+        broker = self.stack.broker_process()
+        noop_per_s = self.noop_per_s(noop_tasks)
+        broker_before = cpu_s(broker) if broker else 0.0
+        jobs_per_s = self.jobs_per_s(jobs)
+        broker_ms = (cpu_s(broker) - broker_before) * 1000 / jobs if broker else None
+        return Turn(noop_per_s, jobs_per_s, broker_ms)
+
     def task_ms(self) -> dict[str, float]:
         """The median run time of a job's task and of a no-op task in the worker (its log's own figures)."""
         times: dict[str, list[float]] = {"tasks.jobs.run_job": [], NOOP_TASK: []}
@@ -213,15 +232,12 @@ def throughput_and_soak(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str,
             lay.wait_finished(lay.submit(WARM_UP_JOBS), 120)
             lay.noop_per_s(WARM_UP_JOBS)
             rss_before = lay.worker_rss_mb()
-            rounds = [
-                (lay.noop_per_s(cfg.noop_tasks // ROUNDS), lay.jobs_per_s(cfg.soak_jobs // ROUNDS))
-                for _ in range(ROUNDS)
-            ]
+            turns = [lay.turn(cfg.noop_tasks // ROUNDS, cfg.soak_jobs // ROUNDS) for _ in range(ROUNDS)]
             rss_after = lay.worker_rss_mb()
-            # Each rate over all of its rounds: the count over the time they took together.
-            figures["noop_tasks_per_s"][name] = ROUNDS / sum(1 / noop for noop, _ in rounds)
-            figures["small_jobs_per_s"][name] = ROUNDS / sum(1 / jobs for _, jobs in rounds)
-            figures["soak_rounds"][name] = [{"noop_tasks_per_s": n, "small_jobs_per_s": j} for n, j in rounds]
+            # Each rate over all of its turns: the count over the time they took together.
+            figures["noop_tasks_per_s"][name] = ROUNDS / sum(1 / turn.noop_tasks_per_s for turn in turns)
+            figures["small_jobs_per_s"][name] = ROUNDS / sum(1 / turn.small_jobs_per_s for turn in turns)
+            figures["soak_rounds"][name] = [asdict(turn) for turn in turns]
             figures["soak_worker_rss_mb"][name] = {"before": rss_before, "after": rss_after}
             figures["soak_worker_rss_kb_per_job"][name] = (rss_after - rss_before) * 1024 / cfg.soak_jobs
             figures["soak_job_topics"][name] = lay.job_topics()

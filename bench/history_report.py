@@ -67,6 +67,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
             for name, turns in results["soak_rounds"].items()
         )
         + ".",
+        *_broker_cpu(results["soak_rounds"]),
         "",
         "Why a job is slower than the no-op task: its task's median run time in the worker (Celery's log) against "
         "the no-op task's, "
@@ -115,3 +116,18 @@ def _broker_line(results: dict[str, Any]) -> str:
             "again (it holds everything in memory, and its cost per request grows with the topics it holds)."
         )
     return "Each layout starts on an empty Redis database; the broker is reused, with whatever it holds."
+
+
+def _broker_cpu(rounds: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The embedded broker's CPU per job, turn by turn (nothing for a reused broker, not measured)."""
+    if any(turn["broker_ms_per_job"] is None for turns in rounds.values() for turn in turns):
+        return []
+    return [
+        "",
+        "The embedded broker's CPU per job, turn by turn: "
+        + "; ".join(
+            f"{name} " + ", ".join(f"{turn['broker_ms_per_job']:.1f}" for turn in turns) + " ms"
+            for name, turns in rounds.items()
+        )
+        + ".",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import statistics
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Any
 
+import psutil
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -274,3 +276,13 @@ def check_job_log(settings: Settings, topic: str, n: int, first_record: bool = T
             f"(in order: {log.steps_in_order}, last: {log.last_value[:120]!r})"
         )
     return log
+
+
+def cpu_s(*procs: psutil.Process) -> float:
+    """User and system CPU seconds of these processes together (0 for one that has gone)."""
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total

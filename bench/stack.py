@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
+import psutil
 import redis
 
 from settings import Settings
@@ -84,6 +85,11 @@ class BenchStack:
 
     def _embedded_broker(self) -> services.Running | None:
         return next((r for r in self.running if r.service.name == "kafka"), None)
+
+    def broker_process(self) -> psutil.Process | None:
+        """The embedded broker's process, whose CPU is the broker's cost; None for a reused broker."""
+        broker = self._embedded_broker()
+        return None if broker is None else psutil.Process(broker.pid)
 
     def fresh_broker(self) -> bool:
         """Start the embedded broker again, empty (it holds everything in memory), so that the next

@@ -111,8 +111,14 @@ def test_the_history_section_reports_each_layout_against_its_target() -> None:
         "soak_worker_rss_kb_per_job": {"topic": 12.3, "shared": 0.4},
         "soak_task_ms": {name: {"job": 25.0, "noop": 1.5} for name in history.LAYOUTS},
         "soak_rounds": {
-            "topic": [{"noop_tasks_per_s": 400.0, "small_jobs_per_s": jobs} for jobs in (80.0, 40.0)],
-            "shared": [{"noop_tasks_per_s": noop, "small_jobs_per_s": 300.0} for noop in (500.0, 300.0)],
+            "topic": [
+                {"noop_tasks_per_s": 400.0, "small_jobs_per_s": jobs, "broker_ms_per_job": broker}
+                for jobs, broker in ((80.0, 1.5), (40.0, 4.0))
+            ],
+            "shared": [
+                {"noop_tasks_per_s": noop, "small_jobs_per_s": 300.0, "broker_ms_per_job": 0.5}
+                for noop in (500.0, 300.0)
+            ],
         },
         "services": {"redis": "reused 127.0.0.1:6379", "kafka": "embedded 127.0.0.1:19095"},
         "store_lag_ms": {"shared": lag},
@@ -132,6 +138,7 @@ def test_the_history_section_reports_each_layout_against_its_target() -> None:
     assert "in 2 turns of each" in text
     assert "turn by turn: topic 0.20x, 0.10x; shared 0.60x, 1.00x." in text
     assert "an empty broker: the embedded one is started again" in text
+    assert "broker's CPU per job, turn by turn: topic 1.5, 4.0 ms; shared 0.5, 0.5 ms." in text
 
 
 def test_the_console_section_reports_first_paint_against_the_empty_store() -> None:
