@@ -43,9 +43,9 @@ STORE_POLL_S = 0.05
 # what every later one reuses (clients, caches).
 WARM_UP_JOBS = 20
 PAGE_SIZE = 1_000
-# The no-op tasks and the jobs are sent in turns, in this many rounds of each: a machine whose speed
+# The no-op tasks and the jobs are sent in turns, this many of each: a machine whose speed
 # drifts during the run (a shared one) slows both alike, and their ratio holds.
-ROUNDS = 4
+TURNS = 4
 # How many of the jobs still pending `wait_finished` asks about at a time, and how it reads a snapshot
 # (as JobState.to_json writes it) without parsing it.
 WAIT_CHUNK = 50
@@ -63,7 +63,7 @@ SOAK_KEYS = (
     "soak_worker_rss_mb",
     "soak_worker_rss_kb_per_job",
     "soak_task_ms",
-    "soak_rounds",
+    "soak_turns",
 )
 STORE_KEYS = ("store_lag_ms", "store_reported_lag_max", "log_page_ms")
 KEYS = (*SOAK_KEYS, "soak_jobs", *STORE_KEYS)
@@ -224,7 +224,7 @@ def layout(
 
 def throughput_and_soak(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str, Any]:
     """Per layout, a fresh worker of 2 processes: `noop_tasks` no-op tasks and `soak_jobs` one-step jobs, in
-    ROUNDS turns of each sent at once (their rates, the worker's memory before and after, the topics the
+    TURNS turns of each sent at once (their rates, the worker's memory before and after, the topics the
     jobs leave on the broker)."""
     figures: dict[str, dict[str, Any]] = {key: {} for key in SOAK_KEYS}
     for name in LAYOUTS:
@@ -232,12 +232,12 @@ def throughput_and_soak(stack: BenchStack, cfg: Config, tick: Tick) -> dict[str,
             lay.wait_finished(lay.submit(WARM_UP_JOBS), 120)
             lay.noop_per_s(WARM_UP_JOBS)
             rss_before = lay.worker_rss_mb()
-            turns = [lay.turn(cfg.noop_tasks // ROUNDS, cfg.soak_jobs // ROUNDS) for _ in range(ROUNDS)]
+            turns = [lay.turn(cfg.noop_tasks // TURNS, cfg.soak_jobs // TURNS) for _ in range(TURNS)]
             rss_after = lay.worker_rss_mb()
             # Each rate over all of its turns: the count over the time they took together.
-            figures["noop_tasks_per_s"][name] = ROUNDS / sum(1 / turn.noop_tasks_per_s for turn in turns)
-            figures["small_jobs_per_s"][name] = ROUNDS / sum(1 / turn.small_jobs_per_s for turn in turns)
-            figures["soak_rounds"][name] = [asdict(turn) for turn in turns]
+            figures["noop_tasks_per_s"][name] = TURNS / sum(1 / turn.noop_tasks_per_s for turn in turns)
+            figures["small_jobs_per_s"][name] = TURNS / sum(1 / turn.small_jobs_per_s for turn in turns)
+            figures["soak_turns"][name] = [asdict(turn) for turn in turns]
             figures["soak_worker_rss_mb"][name] = {"before": rss_before, "after": rss_after}
             figures["soak_worker_rss_kb_per_job"][name] = (rss_after - rss_before) * 1024 / cfg.soak_jobs
             figures["soak_job_topics"][name] = lay.job_topics()

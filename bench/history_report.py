@@ -30,7 +30,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
     header = ["", "## Log layouts and the history store", ""]
     if results.get("small_jobs_per_s") is None:
         return [*header, "Not measured in this run (the quick run leaves it out: `python -m bench.history`)."]
-    cfg, r, turns = results["config"], results["ratios"], len(next(iter(results["soak_rounds"].values())))
+    cfg, r = results["config"], results["ratios"]
+    turn_count = len(next(iter(results["soak_turns"].values())))
     jobs, noop = results["small_jobs_per_s"], results["noop_tasks_per_s"]
     rss, per_job, topics = (
         results["soak_worker_rss_mb"],
@@ -42,8 +43,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
         f"Each layout gets a fresh Celery worker of 2 processes (`-A bench.noop`: Jobstream's tasks and Celery's "
         f"own no-op task, whose only work is one Redis INCR so that its end can be seen). On each: "
         f"{cfg['noop_tasks']:,} no-op tasks and {results['soak_jobs']:,} one-step `count` jobs (`STEP_DELAY_MS=0`, "
-        f"submitted through `submit_job`), in {turns} turns of each sent at once, so that a drift in the machine's "
-        "speed slows both; a turn's time runs from its first send to its last one's end (its snapshot or the "
+        f"submitted through `submit_job`), in {turn_count} turns of each sent at once, so that a drift in the "
+        "machine's speed slows both; a turn's time runs from its first send to its last one's end (its snapshot or the "
         "counter, polled every 10 ms), and each rate is its count over its turns' time together. The worker's "
         "memory (RSS, its pool included) is taken before the first turn and after the last, after 20 jobs of "
         "warm-up. " + _broker_line(results),
@@ -64,10 +65,10 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "Jobs vs no-op, turn by turn: "
         + "; ".join(
             f"{name} " + ", ".join(f"{t['small_jobs_per_s'] / t['noop_tasks_per_s']:.2f}x" for t in turns)
-            for name, turns in results["soak_rounds"].items()
+            for name, turns in results["soak_turns"].items()
         )
         + ".",
-        *_broker_cpu(results["soak_rounds"]),
+        *_broker_cpu(results["soak_turns"]),
         "",
         "Why a job is slower than the no-op task: its task's median run time in the worker (Celery's log) against "
         "the no-op task's, "
@@ -118,16 +119,16 @@ def _broker_line(results: dict[str, Any]) -> str:
     return "Each layout starts on an empty Redis database; the broker is reused, with whatever it holds."
 
 
-def _broker_cpu(rounds: dict[str, list[dict[str, Any]]]) -> list[str]:
+def _broker_cpu(soak_turns: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The embedded broker's CPU per job, turn by turn (nothing for a reused broker, not measured)."""
-    if any(turn["broker_ms_per_job"] is None for turns in rounds.values() for turn in turns):
+    if any(turn["broker_ms_per_job"] is None for turns in soak_turns.values() for turn in turns):
         return []
     return [
         "",
         "The embedded broker's CPU per job, turn by turn: "
         + "; ".join(
             f"{name} " + ", ".join(f"{turn['broker_ms_per_job']:.1f}" for turn in turns) + " ms"
-            for name, turns in rounds.items()
+            for name, turns in soak_turns.items()
         )
         + ".",
     ]

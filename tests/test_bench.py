@@ -110,7 +110,7 @@ def test_the_history_section_reports_each_layout_against_its_target() -> None:
         "soak_worker_rss_mb": {name: {"before": 200.0, "after": 212.0} for name in history.LAYOUTS},
         "soak_worker_rss_kb_per_job": {"topic": 12.3, "shared": 0.4},
         "soak_task_ms": {name: {"job": 25.0, "noop": 1.5} for name in history.LAYOUTS},
-        "soak_rounds": {
+        "soak_turns": {
             "topic": [
                 {"noop_tasks_per_s": 400.0, "small_jobs_per_s": jobs, "broker_ms_per_job": broker}
                 for jobs, broker in ((80.0, 1.5), (40.0, 4.0))
