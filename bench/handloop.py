@@ -25,9 +25,10 @@ def run_count(job_id: str, total: int, c: Clients) -> JobState:
     publisher = progress.ProgressPublisher(c.redis, c.settings, job_id, lease)
     try:
         c.admin.create(job_id)
-        c.writer.begin()
+        place = log_place(c.settings, job_id)
+        c.writer.begin(place)
         final = _steps(job_id, total, time.time(), c, lambda step: None, publisher)
-        c.writer.append(log_place(c.settings, job_id), job_id, final.to_json())
+        c.writer.append(place, job_id, final.to_json())
         c.writer.flush()
         publisher.publish_final(final)
         return final

@@ -184,7 +184,7 @@ class JobLogWriter:
 
     Records are queued and sent in batches; `flush` is the only place that waits, so a job that
     reports success after it has all its records acknowledged by the broker. A process runs one job
-    at a time through it (`begin` starts a run).
+    at a time through it (`begin` starts a run, and counts its topic).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -227,9 +227,9 @@ class JobLogWriter:
             }
         )
 
-    def begin(self) -> None:
-        """A job's run begins: forget delivery errors of an earlier one, and move on to a new producer
-        once this one has written to TOPICS_PER_PRODUCER topics."""
+    def begin(self, place: LogPlace) -> None:
+        """A job's run begins, its records to go to `place`: forget delivery errors of an earlier run,
+        and move on to a new producer once this one has written to TOPICS_PER_PRODUCER topics."""
         written = len(self._topics)
         if self._next is None and written >= TOPICS_PER_PRODUCER - NEXT_PRODUCER_AHEAD:
             self._next = self._new_producer()
@@ -238,6 +238,7 @@ class JobLogWriter:
             self._topics.clear()
             # Normally nothing is left: a run waits for its records, unless it was stopped before its end.
             old.flush(max(self.settings.broker_wait_s, 1.0))
+        self._topics.add(place.topic)
         self._errors.clear()
 
     def append(self, place: LogPlace, job_id: str, value: str) -> None:
@@ -245,7 +246,6 @@ class JobLogWriter:
         while True:
             try:
                 self._producer.produce(place.topic, value, job_id, place.partition)
-                self._topics.add(place.topic)
                 return
             except BufferError:
                 self._producer.poll(0.05)

@@ -158,7 +158,7 @@ def test_the_last_state_is_found_past_the_lines_written_after_it(c: Clients) -> 
     job_id = str(uuid.uuid4())
     c.admin.create(job_id)
     place = log_place(c.settings, job_id)
-    c.writer.begin()
+    c.writer.begin(place)
     state = JobState(job_id, 7, 10, JobStatus.RUNNING, time.time(), checkpoint={"at": 7})
     c.writer.append(place, job_id, state.to_json())
     for i in range(LAST_STATE_WINDOWS[1] + 44):

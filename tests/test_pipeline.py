@@ -452,7 +452,7 @@ def test_a_workers_producer_is_replaced_after_many_job_topics_and_no_record_is_l
         assert runner.run_job(job_id, "count", {"n": 2}, c).status == JobStatus.SUCCEEDED
         producers.append(c.writer._producer)  # which producer wrote its records
     c.admin.create(stopped)
-    c.writer.begin()
+    c.writer.begin(log_place(c.settings, stopped))
     c.writer.append(log_place(c.settings, stopped), stopped, LogLine(stopped, "not yet sent", time.time()).to_json())
     for job_id in job_ids[3:]:
         assert runner.run_job(job_id, "count", {"n": 2}, c).status == JobStatus.SUCCEEDED

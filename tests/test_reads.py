@@ -86,7 +86,7 @@ def test_a_log_page_holds_at_most_a_thousand_records_and_about_a_megabyte(c: Cli
     progress.add_to_index(c.redis, job_id)
     place = log_place(c.settings, job_id)
     line = "x" * 8000
-    c.writer.begin()
+    c.writer.begin(place)
     for _ in range(300):
         c.writer.append(place, job_id, LogLine(job_id, line, time.time()).to_json())
     c.writer.flush()

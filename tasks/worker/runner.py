@@ -136,7 +136,7 @@ def _run_leased(
     if last is not None and last.status.finished:
         publisher.publish_final(last)
         return last
-    c.writer.begin()
+    c.writer.begin(place)
     now = time.time()
     try:
         job = find(c.catalog, job_type)
