@@ -284,6 +284,16 @@ class JobLogWriter:
             raise JobLogError(f"{remaining} records were not acknowledged by the Kafka broker in time")
 
 
+# Answers to an offset lookup that mean "ask again shortly": the partition's leader is being chosen.
+LEADER_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+    }
+)
+LEADER_WAIT_S = 0.05
 # A pooled consumer is closed this long after it was made; a topic is deleted only well after.
 CONSUMER_MAX_AGE_S = 30.0
 # How long a read waits for the first record of a partition whose watermarks say it is empty.
@@ -424,12 +434,22 @@ class JobLogReader:
             self._ready.notify_all()
 
     def _watermarks(self, consumer: Consumer, place: LogPlace) -> tuple[int, int]:
-        try:
-            return consumer.get_watermark_offsets(TopicPartition(place.topic, place.partition), timeout=self.timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
-                raise JobNotFound("no such job") from exc
-            raise JobLogError(f"cannot read the job's log: {exc.args[0].str()}") from exc
+        """The partition's low and high watermarks. Asked again while its leader is moving: Apache Kafka
+        answers NOT_LEADER for a moment after it made a topic or came back, though its metadata already
+        names the leader (librdkafka retries produce requests on it, not this offset lookup)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return consumer.get_watermark_offsets(
+                    TopicPartition(place.topic, place.partition), timeout=self.timeout_s
+                )
+            except KafkaException as exc:
+                code = exc.args[0].code()
+                if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
+                    raise JobNotFound("no such job") from exc
+                if code not in LEADER_MOVING or time.monotonic() > deadline:
+                    raise JobLogError(f"cannot read the job's log: {exc.args[0].str()}") from exc
+            time.sleep(LEADER_WAIT_S)
 
     def _begin(self, job_id: str, place: LogPlace, low: int) -> int:
         """The first offset that may hold a record of the job."""
