@@ -38,6 +38,11 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "REDIS_URL": Setting("redis://127.0.0.1:6379/0", "Redis for progress, snapshots and Celery's broker"),
     "KAFKA_BOOTSTRAP_SERVERS": Setting("127.0.0.1:9092", "Kafka bootstrap servers (host:port, comma separated)"),
+    "EMBEDDED_KAFKA": Setting(
+        "tansu",
+        "The broker `make run` and the tests start when none answers at KAFKA_BOOTSTRAP_SERVERS: tansu "
+        "(quick, its log in memory only) or apache (Apache Kafka through Maven, its log on disk in RUN_DIR)",
+    ),
     "KAFKA_TOPIC_PREFIX": Setting("job-", "Prefix of each job's topic; the topic is <prefix><job_id>"),
     "KAFKA_REPLICATION_FACTOR": Setting("1", "Replication factor of job topics"),
     "JOB_LOG_LAYOUT": Setting(
@@ -125,6 +130,7 @@ class Settings:
 
     redis_url: str
     kafka_bootstrap_servers: str
+    embedded_kafka: str
     kafka_topic_prefix: str
     kafka_replication_factor: int
     job_log_layout: str
@@ -307,6 +313,7 @@ PORT = (1, 65535)
 PARSERS: dict[str, Callable[[str, str], Any]] = {
     "REDIS_URL": _redis_url,
     "KAFKA_BOOTSTRAP_SERVERS": _bootstrap,
+    "EMBEDDED_KAFKA": lambda n, r: _choice(n, r, ("tansu", "apache")),
     "KAFKA_TOPIC_PREFIX": _topic_prefix,
     "KAFKA_REPLICATION_FACTOR": lambda n, r: _int(n, r, 1, 32),
     "JOB_LOG_LAYOUT": lambda n, r: _choice(n, r, ("topic", "shared")),
@@ -384,6 +391,8 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
     "test": {
         "REDIS_URL": "redis://127.0.0.1:6379/15",
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+        # The production broker; tests of behaviour that differs on Tansu run there as well.
+        "EMBEDDED_KAFKA": "apache",
         "FRONTEND_PORT": "3100",
         "BACKEND_PORT": "8100",
         "STEP_DELAY_MS": "2",

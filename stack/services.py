@@ -18,6 +18,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from settings import Settings, get_settings
+from stack.apache_kafka import KafkaSetupError, Node, kafka_version
 from stack.processes import Child, ProcessError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -29,12 +30,14 @@ class ServiceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Service:
-    """A service Jobstream needs; `command` is None when one already answers and is reused."""
+    """A service Jobstream needs; `command` is None when one already answers and is reused. `what`
+    names the server to be started, for the launch to say."""
 
     name: str
     host: str
     port: int
     command: list[str] | None
+    what: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -93,10 +96,15 @@ def plan_redis(settings: Settings) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
     command += ["--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
-    return Service("redis", "127.0.0.1", port, command)
+    return Service("redis", "127.0.0.1", port, command, f"Redis, its data in {data_dir}")
+
+
+TANSU_NOTE = "its log is in memory only, a restart loses every job's log (EMBEDDED_KAFKA=apache keeps it on disk)"
 
 
 def plan_kafka(settings: Settings) -> Service:
+    """The broker at KAFKA_BOOTSTRAP_SERVERS if it answers, else EMBEDDED_KAFKA's, prepared to start
+    (for Apache Kafka: its jars fetched and its storage formatted; any failure is a ServiceError)."""
     host, _, port_text = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
     port = int(port_text)
     if kafka_answers(settings.kafka_bootstrap_servers):
@@ -105,10 +113,26 @@ def plan_kafka(settings: Settings) -> Service:
         raise ServiceError(
             f"Kafka at {settings.kafka_bootstrap_servers} does not answer (only a local one is started here)"
         )
+    if settings.embedded_kafka == "apache":
+        node = Node.for_run_dir(settings.run_dir, port)
+        try:
+            command = node.prepare()
+        except KafkaSetupError as exc:
+            raise ServiceError(str(exc)) from exc
+        what = f"Apache Kafka {kafka_version()}, its log in {node.data_dir}"
+        return Service("kafka", "127.0.0.1", port, command, what)
     url = f"tcp://127.0.0.1:{port}"
     command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
     command += ["--storage-engine", "memory://tansu/"]
-    return Service("kafka", "127.0.0.1", port, command)
+    return Service("kafka", "127.0.0.1", port, command, f"the Tansu broker: {TANSU_NOTE}")
+
+
+def wipe_embedded_kafka(settings: Settings) -> None:
+    """Empty the log of the Apache Kafka that EMBEDDED_KAFKA would start for `settings`, unless a broker
+    answers there now (Tansu keeps nothing: it always starts empty)."""
+    if settings.embedded_kafka == "apache" and not kafka_answers(settings.kafka_bootstrap_servers):
+        port = int(settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")[2])
+        Node.for_run_dir(settings.run_dir, port).wipe()
 
 
 def plan(settings: Settings) -> list[Service]:
@@ -140,7 +164,7 @@ class Running(Child):
         self.service = service
 
 
-def start(service: Service, settings: Settings, timeout_s: float = 20.0) -> Running:
+def start(service: Service, settings: Settings, timeout_s: float = 60.0) -> Running:
     """Start an embedded service, its output in RUN_DIR/logs/<name>-<port>.log, and wait for it."""
     running = Running(service, settings.run_dir / "logs" / f"{service.name}-{service.port}.log")
     try:
