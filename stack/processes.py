@@ -131,10 +131,10 @@ class Child:
             os.killpg(self.pid, signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to the process group, SIGKILL if it is still there after timeout_s."""
+    def stop(self, timeout_s: float = 30.0, signum: int | None = None) -> None:
+        """`signum` (default SIGTERM) to the process group, SIGKILL if it is still there after timeout_s."""
         if self.process.poll() is None:
-            os.killpg(self.pid, signal.SIGTERM)
+            os.killpg(self.pid, signal.SIGTERM if signum is None else signum)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
