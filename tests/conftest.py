@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,9 @@ from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 from settings import PROJECT_ROOT, Settings, get_settings, load_settings, use_environment
 from stack import services
 from stack.access import kept_secret
+from stack.apache_kafka import port_free
 from stack.chromium import CHROMIUM, CHROMIUM_ARGS
+from stack.postgres import Cluster, postgres_refusal
 from stack.processes import VENV_BIN, CeleryWorker, Child, app_env, free_port, http_ok, unique_name
 from tasks import service
 from tasks.clients import Clients
@@ -95,7 +98,9 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session", autouse=True)
 def stack(settings: Settings) -> Iterator[list[services.Service]]:
-    """Redis and Kafka for the whole session: reused if they answer, embedded otherwise."""
+    """Redis and Kafka for the whole session: reused if they answer, embedded otherwise (the broker
+    EMBEDDED_KAFKA names: Apache Kafka in the test environment)."""
+    services.wipe_embedded_kafka(settings)  # a fresh broker, as Tansu always is
     planned = services.plan(settings)
     running = [services.start(s, settings) for s in planned if s.embedded]
     # The test database starts empty: no Celery messages or snapshots left from an earlier run, nor
@@ -107,11 +112,74 @@ def stack(settings: Settings) -> Iterator[list[services.Service]]:
         r.stop()
 
 
+# The history store's PostgreSQL: the one at HISTORY_TEST_POSTGRES_URL (default the machine's), else a
+# cluster of the tests' own on this port, started on first use.
+POSTGRES_URL = os.environ.get("HISTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+OWN_POSTGRES_PORT = 15432
+
+
+@pytest.fixture(scope="session")
+def postgres_url(settings: Settings) -> Iterator[str]:
+    """A PostgreSQL server's URL whose user may create databases: reused where one answers, else started."""
+    if postgres_refusal(POSTGRES_URL) is None:
+        yield POSTGRES_URL
+        return
+    if "HISTORY_TEST_POSTGRES_URL" in os.environ:
+        pytest.fail(f"no PostgreSQL answers at HISTORY_TEST_POSTGRES_URL: {postgres_refusal(POSTGRES_URL)}")
+    cluster = Cluster.for_run_dir(settings.run_dir, OWN_POSTGRES_PORT)
+    try:
+        server = cluster.start(settings.run_dir / "logs" / f"postgres-{OWN_POSTGRES_PORT}.log")
+    except services.ServiceError as exc:
+        pytest.skip(f"no PostgreSQL answers at {POSTGRES_URL}, and none could be started: {exc}")
+    yield cluster.url
+    server.stop(signum=signal.SIGINT)  # PostgreSQL's fast shutdown: open connections are closed
+
+
 @pytest.fixture(autouse=True)
 def own_api_token() -> None:
     """Each test's API calls are a script of their own: one test's jobs never count against another's
     limits (MAX_UNFINISHED_JOBS, SUBMITS_PER_MINUTE)."""
     script_token.cache_clear()
+
+
+# The second broker's port, for tests that run on both (BOTH_BROKERS); an Apache Kafka's controller
+# listens on the next port.
+SECOND_BROKER_PORT = 19090
+BROKERS = ("apache", "tansu")
+
+
+@pytest.fixture(scope="session")
+def second_broker(settings: Settings) -> Iterator[str]:
+    """The other embedded broker than the session's (Tansu beside Apache Kafka), started on first use."""
+    other = replace(
+        settings,
+        embedded_kafka=next(kind for kind in BROKERS if kind != settings.embedded_kafka),
+        kafka_bootstrap_servers=f"127.0.0.1:{SECOND_BROKER_PORT}",
+    )
+    services.wipe_embedded_kafka(other)
+    planned = services.plan_kafka(other)
+    running = services.start(planned, other) if planned.embedded else None
+    yield other.kafka_bootstrap_servers
+    if running is not None:
+        running.stop()
+
+
+@pytest.fixture
+def broker(settings: Settings) -> str:
+    """The Kafka broker of the test's clients and workers: the session's (EMBEDDED_KAFKA). Tests of
+    behaviour in which Tansu and Apache Kafka differ run on both: they carry BOTH_BROKERS."""
+    return settings.embedded_kafka
+
+
+BOTH_BROKERS = pytest.mark.parametrize("broker", BROKERS)
+
+
+@pytest.fixture
+def kafka_bootstrap(request: pytest.FixtureRequest, settings: Settings, broker: str) -> str:
+    """The bootstrap servers of the test's broker."""
+    if broker == settings.embedded_kafka:
+        return settings.kafka_bootstrap_servers
+    return str(request.getfixturevalue("second_broker"))
 
 
 @pytest.fixture
@@ -126,14 +194,19 @@ BOTH_LAYOUTS = pytest.mark.parametrize("log_layout", ["topic", "shared"])
 
 
 @pytest.fixture
-def job_settings(settings: Settings, log_layout: str) -> Settings:
-    """The session's settings in the test's job log layout."""
-    return replace(settings, job_log_layout=log_layout)
+def job_settings(settings: Settings, log_layout: str, kafka_bootstrap: str) -> Settings:
+    """The session's settings in the test's job log layout, on the test's broker."""
+    return replace(settings, job_log_layout=log_layout, kafka_bootstrap_servers=kafka_bootstrap)
 
 
 @pytest.fixture
 def c(job_settings: Settings) -> Clients:
     return Clients(job_settings)
+
+
+def free_port_pair() -> int:
+    """A loopback port whose next one is free too (an Apache Kafka's clients and controller)."""
+    return next(port for port in iter(free_port, None) if port_free(port + 1))
 
 
 class Restartable:
@@ -172,12 +245,13 @@ def start_test_worker(name: str, env: dict[str, str], concurrency: int = 2, beat
 
 
 @pytest.fixture
-def start_worker(log_layout: str) -> Iterator[Callable[..., Child]]:
-    """Start workers for one test, in its job log layout; all are stopped at its end."""
+def start_worker(log_layout: str, kafka_bootstrap: str) -> Iterator[Callable[..., Child]]:
+    """Start workers for one test, in its job log layout, on its broker; all are stopped at its end."""
     started: list[Child] = []
 
     def start(name: str = "w", concurrency: int = 2, beat: bool = False, **env: str) -> Child:
-        worker = start_test_worker(name, {"JOB_LOG_LAYOUT": log_layout, **env}, concurrency, beat)
+        own = {"JOB_LOG_LAYOUT": log_layout, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, **env}
+        worker = start_test_worker(name, own, concurrency, beat)
         started.append(worker)
         return worker
 

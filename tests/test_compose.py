@@ -15,8 +15,10 @@ import subprocess
 
 import pytest
 
-from settings import PROJECT_ROOT
+from settings import ENVIRONMENTS, PROJECT_ROOT, load_settings
+from stack.apache_kafka import BROKER_CONFIG, CLUSTER_ID, kafka_version
 from stack.processes import WORKER_ENV
+from tests.conftest import BOTH_LAYOUTS
 
 
 def compose_command() -> list[str] | None:
@@ -115,6 +117,38 @@ def test_kafka_runs_kraft_on_a_pinned_official_image_with_persistent_logs(normal
     assert "kafka:9092" in env(kafka, "KAFKA_ADVERTISED_LISTENERS")
     assert mounts_named_volume(normalized, kafka, env(kafka, "KAFKA_LOG_DIRS")), kafka
     assert "healthcheck:" in kafka
+
+
+# The compose broker's settings that name its network and folders, not its behaviour.
+KAFKA_PLACES = {"listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs"}
+
+
+def test_the_tested_apache_kafka_is_the_compose_one_in_version_cluster_and_broker_settings(normalized: str) -> None:
+    # The embedded Apache Kafka of the tests and `EMBEDDED_KAFKA=apache make run` (stack/apache_kafka.py)
+    # is the broker compose runs: a drift in either file fails here.
+    kafka = service(normalized, "kafka")
+    image = re.search(r"^ +image: apache/kafka:(\S+)$", kafka, re.MULTILINE)
+    assert image, kafka
+    assert image.group(1) == kafka_version()
+    assert env(kafka, "CLUSTER_ID") == CLUSTER_ID
+    # The image turns KAFKA_A_B into the broker's a.b.
+    composed = {
+        name.removeprefix("KAFKA_").lower().replace("_", "."): value
+        for name, value in re.findall(r"^ +(KAFKA_[A-Z_]+): ['\"]?(.*?)['\"]?$", kafka, re.MULTILINE)
+    }
+    assert {key: value for key, value in composed.items() if key not in KAFKA_PLACES} == BROKER_CONFIG
+    assert composed.keys() >= KAFKA_PLACES
+
+
+def test_the_apps_topic_settings_in_compose_are_those_the_suite_runs_with(normalized: str) -> None:
+    # The job log's topics (layout, partitions, replicas) as compose sets them are tested: the suite's
+    # settings (the test environment) hold the same values, and the layout is one of BOTH_LAYOUTS.
+    block = service(normalized, "worker")
+    tested = load_settings(ENVIRONMENTS["test"])
+    assert env(block, "JOB_LOG_LAYOUT") in BOTH_LAYOUTS.args[1]
+    assert int(env(block, "JOB_LOG_PARTITIONS")) == tested.job_log_partitions
+    assert int(env(block, "KAFKA_REPLICATION_FACTOR")) == tested.kafka_replication_factor
+    assert "EMBEDDED_KAFKA" not in block, "compose runs its own broker; the app embeds none"
 
 
 def test_redis_appends_to_a_named_volume_and_refuses_rather_than_evicts_when_full(normalized: str) -> None:

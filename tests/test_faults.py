@@ -22,15 +22,17 @@ from tasks import progress, service
 from tasks.clients import Clients
 from tasks.model import JobNotFound, JobState, JobStatus
 from tasks.worker import runner
-from tests.conftest import BOTH_LAYOUTS, Restartable, run_async, wait_finished, wait_for
+from tests.conftest import BOTH_BROKERS, BOTH_LAYOUTS, Restartable, free_port_pair, run_async, wait_finished, wait_for
 from tests.test_api import call
 from tests.test_pipeline import assert_complete_log, read_log
 
 
 @pytest.fixture
-def own_kafka(tmp_path: Path) -> Iterator[tuple[Restartable, Settings]]:
-    port = free_port()
+def own_kafka(tmp_path: Path, broker: str) -> Iterator[tuple[Restartable, Settings]]:
+    """A broker of the test's own, of the test's kind (Tansu keeps nothing over a restart, Apache Kafka its log)."""
+    port = free_port_pair()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "BROKER_WAIT_S": "3", "RUN_DIR": str(tmp_path)}
+    env["EMBEDDED_KAFKA"] = broker
     settings = load_settings(env)
     server = Restartable(services.plan_kafka(settings), settings)
     server.start()
@@ -149,14 +151,15 @@ def test_broker_down_at_start_fails_the_job_in_bounded_time_then_recovers(own_ka
     assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
 
 
-# The two tests below restart the broker empty, which only a broker that keeps nothing (the embedded
-# one) does. They run in the topic layout only: in the shared one, the embedded broker makes the lost
-# shared topic again, with its own default of 4 partitions, for the first of the worker's clients that
-# asks about it, before the worker can make it with JOB_LOG_PARTITIONS; the job then fails with that
-# mismatch named (test_a_shared_topic_with_another_partition_count_is_named). See the README.
+# The two tests below restart the broker: Tansu comes back empty, Apache Kafka with its log. They run
+# in the topic layout only: in the shared one, Tansu makes the lost shared topic again, with its own
+# default of 4 partitions, for the first of the worker's clients that asks about it, before the worker
+# can make it with JOB_LOG_PARTITIONS; the job then fails with that mismatch named
+# (test_a_shared_topic_with_another_partition_count_is_named). See the README.
 TOPIC_LAYOUT_ONLY = pytest.mark.parametrize("log_layout", ["topic"])
 
 
+@BOTH_BROKERS
 @TOPIC_LAYOUT_ONLY
 def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, start_worker, log_layout: str):
     server, own = own_kafka
@@ -169,12 +172,13 @@ def test_broker_gone_mid_job_fails_it_clearly_and_the_worker_goes_on(own_kafka, 
     assert failed.status is JobStatus.FAILED
     assert failed.error
 
-    server.start()  # a new, empty broker: the worker's next job must not be stuck on the old producer
+    server.start()  # Tansu comes back empty: the worker's next job must not be stuck on the old producer
     again = service.submit_job("count", {"n": 200}, oc)
     assert wait_finished(oc, again.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
     assert_complete_log(read_log(oc.settings, again.job_id), again.job_id, 200)
 
 
+@BOTH_BROKERS
 @TOPIC_LAYOUT_ONLY
 def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker, log_layout: str):
     server, own = own_kafka
@@ -182,7 +186,7 @@ def test_a_broker_restarted_between_jobs_costs_no_job(own_kafka, start_worker, l
     start_worker("k", concurrency=1, KAFKA_BOOTSTRAP_SERVERS=own.kafka_bootstrap_servers, BROKER_WAIT_S="3")
     assert wait_finished(oc, service.submit_job("count", {"n": 200}, oc).job_id).status is JobStatus.SUCCEEDED
     server.stop()
-    server.start()  # empty, and it does not know the worker's producer any more
+    server.start()  # Tansu: empty, and it does not know the worker's producer any more
     job = service.submit_job("count", {"n": 300}, oc)
     assert wait_finished(oc, job.job_id, timeout_s=60).status is JobStatus.SUCCEEDED
     assert_complete_log(read_log(oc.settings, job.job_id), job.job_id, 300)

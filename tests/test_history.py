@@ -44,18 +44,8 @@ from tests.conftest import BOTH_LAYOUTS, run_module, wait_finished, wait_for
 EACH_DATABASE_AND_LAYOUT = pytest.mark.parametrize(
     ("database_url", "log_layout"), [("sqlite", "topic"), ("postgresql", "shared")], indirect=["database_url"]
 )
-POSTGRES_URL = os.environ.get("HISTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 OWNER = "t-history0000000"
 Key = tuple[str, int, int, str]
-
-
-def postgres_answers() -> str | None:
-    """Why PostgreSQL cannot be used here, or None when it can."""
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3, autocommit=True).close()
-    except psycopg.Error as exc:
-        return f"no PostgreSQL answers at {POSTGRES_URL} ({str(exc).strip().splitlines()[0]})"
-    return None
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -64,14 +54,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'history.db'}"
         return
-    if reason := postgres_answers():
-        pytest.skip(reason)
+    server = request.getfixturevalue("postgres_url")
     name = f"jobstream_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+    with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = POSTGRES_URL.rpartition("/")
+    base, _, _ = server.rpartition("/")
     yield f"{base}/{name}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+    with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -21,7 +21,7 @@ from tasks.model import JobState, JobStatus, LineKind, LogLine, parse_record, re
 from tasks.worker.context import RunContext
 from tasks.worker.output import LineWriter
 from tests.apiclient import api_client, script_token
-from tests.conftest import wait_finished
+from tests.conftest import BOTH_BROKERS, wait_finished
 from tests.test_pipeline import Subscriber, line_records, read_log, state_records
 
 # What tests/catalog.py's chatty says before its numbered lines, in order, and at what level.
@@ -152,6 +152,7 @@ def test_an_exception_fails_the_job_with_its_traceback_in_the_log_and_one_line_i
     assert "Traceback" not in str(answer)
 
 
+@BOTH_BROKERS
 def test_the_last_state_is_found_past_the_lines_written_after_it(c: Clients) -> None:
     """A worker that died while its job wrote lines leaves lines after the last state: a resume
     and a read of the job must still find that state."""

@@ -26,7 +26,7 @@ from tasks.jobtypes import InvalidParams
 from tasks.model import JobNotFound, JobState, JobStatus, LogLine
 from tasks.worker import runner
 from tasks.worker.celery_app import app as celery_app
-from tests.conftest import BOTH_LAYOUTS, wait_finished, wait_for
+from tests.conftest import BOTH_BROKERS, BOTH_LAYOUTS, wait_finished, wait_for
 
 
 def read_log(settings: Settings, job_id: str) -> list[dict]:
@@ -110,6 +110,7 @@ def submit_watched(c: Clients, n: int) -> tuple[str, Subscriber]:
     return job_id, subscriber
 
 
+@BOTH_BROKERS
 @BOTH_LAYOUTS
 def test_a_job_logs_every_step_and_publishes_coalesced_progress(
     c: Clients, settings: Settings, worker: Child, log_layout: str
@@ -233,6 +234,7 @@ def test_cancel_a_running_job_stops_within_one_progress_interval(c: Clients, set
     assert len(after) <= allowed, f"{len(after)} steps ran after the cancel (at most {allowed})"
 
 
+@BOTH_BROKERS
 @BOTH_LAYOUTS
 def test_a_job_survives_its_worker_being_killed(c: Clients, settings: Settings, start_worker):
     n = 4000
@@ -371,6 +373,7 @@ def _append_batch(c: Clients, job_id: str, lines: int) -> None:
     c.writer.flush()
 
 
+@BOTH_BROKERS
 @BOTH_LAYOUTS
 def test_a_resumed_job_finds_its_last_step_though_a_batch_of_records_follows_it(c: Clients, settings: Settings):
     # An earlier run wrote steps 0 to 5, each followed by a long batch of records (another job's in the

@@ -79,6 +79,7 @@ def launch_env(fresh: Settings, **extra: str) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "REDIS_URL": fresh.redis_url,
         "KAFKA_BOOTSTRAP_SERVERS": fresh.kafka_bootstrap_servers,
+        "EMBEDDED_KAFKA": fresh.embedded_kafka,
         "RUN_DIR": str(fresh.run_dir),
         **extra,
     }
@@ -178,6 +179,8 @@ def test_make_run_serves_the_app_and_ctrl_c_stops_everything_it_started(launch, 
     output, _ = launch.communicate(timeout=60)
     assert launch.returncode == 0, output
     assert f"Bearer {token}" in output, "the launch prints the token, as Jupyter prints its own"
+    # It says which broker it started, and what that means for the jobs' logs.
+    assert "starting the Tansu broker: its log is in memory only, a restart loses every job's log" in output
     for name in ("redis", "kafka", "worker", "beat", "web"):
         assert re.search(rf"^\d\d:\d\d:\d\d {name} *\| ", output, re.MULTILINE), f"{name}'s lines carry its name"
     wait_for(lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists()], 10, "every process to be gone")
