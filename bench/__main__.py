@@ -23,7 +23,7 @@ from tqdm import tqdm
 from bench import baseline, e2e, e2e_redis, e2e_report, history, latency, lines, ops, peer, pipeline, report, worker
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick
-from bench.stack import BenchError, BenchStack
+from bench.stack import BenchError, BenchStack, add_broker_option, use_broker_option
 from settings import use_environment
 from stack.processes import ProcessError
 from stack.services import ServiceError
@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: under 2 minutes")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    add_broker_option(parser)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results folder (default {RESULTS_DIR})")
     return parser.parse_args(argv)
 
@@ -69,7 +70,7 @@ def machine(stack: BenchStack) -> dict[str, Any]:
 def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
     """Every benchmark, in an order where none disturbs the next; the results without targets."""
     results: dict[str, Any] = {"mode": cfg.mode, "config": asdict(cfg)}
-    results |= {"machine": machine(stack), "services": stack.describe()}
+    results |= {"machine": machine(stack), "services": stack.describe(), "broker": stack.broker}
     results |= pipeline.summarize(pipeline.series(stack, cfg.ns, cfg.repeats, tick))
     hand_loop = pipeline.hand_loop_runs(stack, cfg.n, cfg.repeats, tick)
     results |= lines.run(stack, cfg.log_lines, cfg.repeats, tick)
@@ -107,8 +108,9 @@ def run(cfg: Config, stack: BenchStack, tick: Tick) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     # Its own Redis database, broker port, ports and run folder, unless the environment names others.
-    settings = use_environment("bench")
     args = parse_args(argv)
+    use_broker_option(args)
+    settings = use_environment("bench")
     cfg = QUICK if args.quick else FULL
     start = time.perf_counter()
     bar = tqdm(total=units(cfg), desc=f"bench ({cfg.mode})", unit="step", file=sys.stderr)

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 from bench.config import FULL, QUICK, Config
 from bench.measure import Tick, cpu_s, summarize, time_calls
 from bench.noop import NOOP_DONE_KEY, NOOP_TASK
-from bench.stack import BenchError, BenchStack
+from bench.stack import BenchError, BenchStack, add_broker_option, use_broker_option
 from settings import Settings, load_settings, use_environment
 from stack.processes import CeleryWorker, Child, app_env, unique_name
 from tasks import progress, service
@@ -368,12 +368,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the quick run's sizes (which the quick `python -m bench` leaves this phase out of)",
     )
+    add_broker_option(parser)
     args = parser.parse_args(argv)
+    use_broker_option(args)
     settings = use_environment("bench")
     cfg = QUICK if args.quick else FULL
     with BenchStack(settings) as stack:
         results = run(stack, replace(cfg, history=True), lambda done: print(done, file=sys.stderr))
         results["services"] = stack.describe()
+        results["broker"] = stack.broker
     results["ratios"] = ratios(results)
     print(json.dumps(results, indent=2))
     return 0

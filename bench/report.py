@@ -135,7 +135,7 @@ def markdown(results: dict[str, Any], plot_files: list[str]) -> str:
     """The results as a Markdown page: machine, the figures with PASS/FAIL, the series, the plots."""
     m = results["machine"]
     lines = [
-        f"# Jobstream benchmark ({results['mode']} run)",
+        f"# Jobstream benchmark ({results['mode']} run, Kafka broker: {results.get('broker', 'tansu')})",
         "",
         f"{m['date']} on {m['platform']}, {m['cpu_count']} CPUs, Python {m['python']}, "
         f"librdkafka {m['librdkafka']}, Redis {m['redis']}; load average {m['loadavg_start']} at the start, "

@@ -7,7 +7,9 @@ apps are `stack.processes` children, their output in RUN_DIR/logs.
 
 from __future__ import annotations
 
+import argparse
 import gc
+import os
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +34,20 @@ def check_redis_db(settings: Settings) -> None:
         raise BenchError(f"REDIS_URL={settings.redis_url} is the app's database; the bench empties its database")
 
 
+def add_broker_option(parser: argparse.ArgumentParser) -> None:
+    """`--broker tansu|apache`: the embedded broker a run starts (before its settings are read)."""
+    parser.add_argument(
+        "--broker",
+        choices=("tansu", "apache"),
+        help="the embedded Kafka broker to start when none answers (default: EMBEDDED_KAFKA, else tansu)",
+    )
+
+
+def use_broker_option(args: argparse.Namespace) -> None:
+    if args.broker:
+        os.environ["EMBEDDED_KAFKA"] = args.broker
+
+
 class BenchStack:
     """Redis and Kafka for one bench run, the bench's Redis database emptied, and its clients."""
 
@@ -44,6 +60,7 @@ class BenchStack:
         self.job_ids: list[str] = []
 
     def __enter__(self) -> BenchStack:
+        services.wipe_embedded_kafka(self.settings)  # an embedded Apache Kafka starts empty, as Tansu does
         self.planned = services.plan(self.settings)
         try:
             for service in self.planned:
@@ -68,8 +85,17 @@ class BenchStack:
         return self.settings.run_dir / "logs"
 
     def describe(self) -> dict[str, str]:
-        """Which services were reused and which embedded, for the results."""
-        return {s.name: f"{'embedded' if s.embedded else 'reused'} {s.host}:{s.port}" for s in self.planned}
+        """Which services were reused and which embedded (and what they are), for the results."""
+        return {
+            s.name: f"embedded {s.what.split(',')[0]} {s.host}:{s.port}" if s.embedded else f"reused {s.host}:{s.port}"
+            for s in self.planned
+        }
+
+    @property
+    def broker(self) -> str:
+        """Which Kafka broker the run measures: the embedded one's kind, or "reused" (whatever answered)."""
+        kafka = next(s for s in self.planned if s.name == "kafka")
+        return self.settings.embedded_kafka if kafka.embedded else "reused"
 
     def flush_redis(self) -> None:
         """Empty the bench's database: no queued Celery tasks or snapshots of an earlier run."""
@@ -92,16 +118,18 @@ class BenchStack:
         return None if broker is None else psutil.Process(broker.pid)
 
     def fresh_broker(self) -> bool:
-        """Start the embedded broker again, empty (it holds everything in memory), so that the next
-        figures are not those of a broker filled by earlier phases, as the bench's Redis is emptied
-        before each; True when it did. A reused broker is left as it is (the bench deletes only its
-        own topics there, at its end)."""
+        """Start the embedded broker again, empty (Tansu holds everything in memory; Apache Kafka's log is
+        wiped), so that the next figures are not those of a broker filled by earlier phases, as the
+        bench's Redis is emptied before each; True when it did. A reused broker is left as it is (the
+        bench deletes only its own topics there, at its end)."""
         broker = self._embedded_broker()
         if broker is None:
             return False
         self._close_kafka_clients()
         broker.stop()
-        self.running[self.running.index(broker)] = services.start(broker.service, self.settings)
+        services.wipe_embedded_kafka(self.settings)
+        planned = services.plan_kafka(self.settings)  # an Apache Kafka's storage is formatted again
+        self.running[self.running.index(broker)] = services.start(planned, self.settings)
         self.job_ids.clear()  # their topics went with the broker
         return True
 
