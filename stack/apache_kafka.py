@@ -93,8 +93,11 @@ def classpath(run_dir: Path, mvn: str) -> str:
     command += [f"-Dmdep.outputFile={partial}", "-Dstyle.color=never"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not partial.exists():
-        errors = [line for line in done.stdout.splitlines() if "ERROR" in line] or done.stdout.splitlines()[-3:]
-        raise KafkaSetupError(f"Maven could not fetch Apache Kafka {kafka_version()}: {' '.join(errors)[:600]}")
+        # Maven's first error line is its reason; the lines after it are advice on running Maven again.
+        printed = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).splitlines()
+        errors = [line.removeprefix("[ERROR] ").strip() for line in printed if line.startswith("[ERROR] ")]
+        reason = next((error for error in errors if error), " ".join(printed[-3:]))[:600]
+        raise KafkaSetupError(f"Maven could not fetch Apache Kafka {kafka_version()}: {reason}")
     partial.replace(kept)
     return kept.read_text().strip()
 
