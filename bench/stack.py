@@ -87,7 +87,7 @@ class BenchStack:
     def describe(self) -> dict[str, str]:
         """Which services were reused and which embedded (and what they are), for the results."""
         return {
-            s.name: f"embedded {s.what.split(',')[0]} {s.host}:{s.port}" if s.embedded else f"reused {s.host}:{s.port}"
+            s.name: f"embedded {s.what} {s.host}:{s.port}" if s.embedded else f"reused {s.host}:{s.port}"
             for s in self.planned
         }
 

@@ -95,7 +95,7 @@ def main() -> int:
         if service.command is None:
             print(f"jobstream: reusing the {service.name} that answers at {service.host}:{service.port}")
         else:
-            print(f"jobstream: starting {service.what}, on {service.host}:{service.port}")
+            print(f"jobstream: starting {service.what} on {service.host}:{service.port}: {service.note}")
             manager.add_process(service.name, shlex.join(service.command), cwd=str(PROJECT_ROOT))
     env = app_env()
     for name, command in app_commands(settings).items():

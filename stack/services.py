@@ -33,13 +33,14 @@ class ServiceError(RuntimeError):
 @dataclass(frozen=True)
 class Service:
     """A service Jobstream needs; `command` is None when one already answers and is reused. `what`
-    names the server to be started, for the launch to say."""
+    names the server to be started and `note` says what it keeps, for the launch to say."""
 
     name: str
     host: str
     port: int
     command: list[str] | None
     what: str = ""
+    note: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -108,7 +109,7 @@ def plan_redis(settings: Settings) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
     command += ["--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
-    return Service("redis", "127.0.0.1", port, command, f"Redis, its data in {data_dir}")
+    return Service("redis", "127.0.0.1", port, command, "Redis", f"its data in {data_dir}")
 
 
 TANSU_NOTE = "its log is in memory only, a restart loses every job's log (EMBEDDED_KAFKA=apache keeps it on disk)"
@@ -131,12 +132,13 @@ def plan_kafka(settings: Settings) -> Service:
             command = node.prepare()
         except KafkaSetupError as exc:
             raise ServiceError(str(exc)) from exc
-        what = f"Apache Kafka {kafka_version()}, its log in {node.data_dir}"
-        return Service("kafka", "127.0.0.1", port, command, what)
+        return Service(
+            "kafka", "127.0.0.1", port, command, f"Apache Kafka {kafka_version()}", f"its log in {node.data_dir}"
+        )
     url = f"tcp://127.0.0.1:{port}"
     command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
     command += ["--storage-engine", "memory://tansu/"]
-    return Service("kafka", "127.0.0.1", port, command, f"the Tansu broker: {TANSU_NOTE}")
+    return Service("kafka", "127.0.0.1", port, command, "the Tansu broker", TANSU_NOTE)
 
 
 def wipe_embedded_kafka(settings: Settings) -> None:

@@ -74,9 +74,10 @@ def test_make_run_with_apache_kafka_keeps_topics_records_and_offsets_across_a_ct
             producer.produce("kept", f"record {n}".encode())
         assert producer.flush(30) == 0
         commit_offset(bootstrap, "kept-group", TopicPartition("kept", 0, 42))
-    assert f"starting Apache Kafka {apache_kafka.kafka_version()}, its log in {apache.run_dir}" in first[0]
-    assert not services.kafka_answers(bootstrap), "Ctrl-C stopped the broker"
     node = Node.for_run_dir(apache.run_dir, int(bootstrap.rpartition(":")[2]))
+    said = f"starting Apache Kafka {apache_kafka.kafka_version()} on {bootstrap}: its log in {node.data_dir}"
+    assert said in first[0]
+    assert not services.kafka_answers(bootstrap), "Ctrl-C stopped the broker"
     assert (node.data_dir / "kept-0").is_dir(), "the topic's partition is on disk"
 
     with launched(apache) as second:
