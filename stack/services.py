@@ -57,11 +57,16 @@ def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def first_server(bootstrap: str) -> tuple[str, int]:
+    """The host and port of the first of KAFKA_BOOTSTRAP_SERVERS (the one an embedded broker serves)."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
+    return host, int(port)
+
+
 def kafka_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """A real metadata request (after a cheap TCP check, so a dead port fails at once)."""
-    host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection(first_server(bootstrap), timeout=timeout_s).close()
     except OSError:
         return False
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
@@ -118,8 +123,7 @@ TANSU_NOTE = "its log is in memory only, a restart loses every job's log (EMBEDD
 def plan_kafka(settings: Settings) -> Service:
     """The broker at KAFKA_BOOTSTRAP_SERVERS if it answers, else EMBEDDED_KAFKA's, prepared to start
     (for Apache Kafka: its jars fetched and its storage formatted; any failure is a ServiceError)."""
-    host, _, port_text = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
-    port = int(port_text)
+    host, port = first_server(settings.kafka_bootstrap_servers)
     if kafka_answers(settings.kafka_bootstrap_servers):
         return Service("kafka", host, port, None)
     if host not in LOOPBACK:
@@ -145,8 +149,7 @@ def wipe_embedded_kafka(settings: Settings) -> None:
     """Empty the log of the Apache Kafka that EMBEDDED_KAFKA would start for `settings`, unless a broker
     answers there now (Tansu keeps nothing: it always starts empty)."""
     if settings.embedded_kafka == "apache" and not kafka_answers(settings.kafka_bootstrap_servers):
-        port = int(settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")[2])
-        Node.for_run_dir(settings.run_dir, port).wipe()
+        Node.for_run_dir(settings.run_dir, first_server(settings.kafka_bootstrap_servers)[1]).wipe()
 
 
 def plan(settings: Settings) -> list[Service]:
