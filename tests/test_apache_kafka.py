@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -22,6 +24,7 @@ from settings import PROJECT_ROOT, Settings, load_settings
 from stack import apache_kafka, services
 from stack.apache_kafka import CLUSTER_ID, KafkaSetupError, Node
 from stack.processes import VENV_BIN
+from stack.services import first_server
 from tests.conftest import free_port_pair, wait_for
 from tests.test_durability import commit_offset, committed_offset
 from tests.test_stack import descendants, launch_env, start_launch, stop_launch
@@ -74,7 +77,15 @@ def test_make_run_with_apache_kafka_keeps_topics_records_and_offsets_across_a_ct
             producer.produce("kept", f"record {n}".encode())
         assert producer.flush(30) == 0
         commit_offset(bootstrap, "kept-group", TopicPartition("kept", 0, 42))
-    node = Node.for_run_dir(apache.run_dir, int(bootstrap.rpartition(":")[2]))
+        # Unreachable from other machines: its clients' and its controller's ports are on loopback only.
+        listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp") if c.status == "LISTEN"}
+        port = first_server(bootstrap)[1]
+        bound = [ipaddress.ip_address(ip) for ip, at in listening if at in (port, port + 1)]
+        # The JVM listens on IPv6 sockets: 127.0.0.1 shows as ::ffff:127.0.0.1.
+        bound4 = {getattr(ip, "ipv4_mapped", None) or ip for ip in bound}
+        assert len(bound) == 2, listening
+        assert bound4 == {ipaddress.ip_address("127.0.0.1")}, listening
+    node = Node.for_run_dir(apache.run_dir, first_server(bootstrap)[1])
     said = f"starting Apache Kafka {apache_kafka.kafka_version()} on {bootstrap}: its log in {node.data_dir}"
     assert said in first[0]
     assert not services.kafka_answers(bootstrap), "Ctrl-C stopped the broker"
@@ -120,7 +131,7 @@ def test_without_java_or_maven_make_run_says_what_to_install_in_one_line_and_sta
 def test_a_storage_folder_of_another_cluster_is_refused_with_how_to_reset_it_and_left_as_it_is(
     apache: Settings,
 ) -> None:
-    node = Node.for_run_dir(apache.run_dir, int(apache.kafka_bootstrap_servers.rpartition(":")[2]))
+    node = Node.for_run_dir(apache.run_dir, first_server(apache.kafka_bootstrap_servers)[1])
     node.data_dir.mkdir(parents=True)
     meta = node.data_dir / "meta.properties"
     meta.write_text("version=1\ncluster.id=SomeOtherClusterId0000\nnode.id=1\n")
@@ -137,7 +148,7 @@ def test_a_storage_folder_of_another_cluster_is_refused_with_how_to_reset_it_and
 
 @pytest.mark.parametrize("which", ["clients", "controller"])
 def test_a_port_taken_by_another_program_is_said_at_once(apache: Settings, which: str) -> None:
-    port = int(apache.kafka_bootstrap_servers.rpartition(":")[2])
+    port = first_server(apache.kafka_bootstrap_servers)[1]
     taken = port if which == "clients" else port + 1
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", taken))
